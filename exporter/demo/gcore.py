@@ -1,0 +1,151 @@
+"""A Gcore streaming-statistics simulator, written from gcore-live-unique-viewers.md.
+
+`GET /streaming/statistics/stream/viewers` with `Authorization: APIKey <key>`; `from` and `to`
+are required (400 `{"data": [], "errors": ["from: query param is not set"]}` otherwise), the
+answer is `[{"client": N, "metrics": {"streams": [[unix_ts, count], ...]}}]` with one point per
+bucket of `granularity` (default 1h) from the bucket containing `from` up to `to`; the bucket
+still open carries the viewers counted so far.
+
+Fault injection for tests: `POST /_sim/fault` with `{"status": 500}` (or 429 with
+`retry_after`, or `"body": "<html>..."`) makes the next answers fail until
+`POST /_sim/fault` with `{}` clears it.
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+from datetime import datetime
+from typing import Any
+
+from aiohttp import web
+
+from exporter.demo.curve import audience
+
+BUCKETS = {"1m": 60, "5m": 300, "15m": 900, "1h": 3600, "1d": 86400}
+CLIENT_ID = 123
+STREAM_PEAKS = {101: 2400.0, 102: 650.0, 103: 90.0}
+MAX_POINTS = 10_000
+
+
+def _error(status: int, *messages: str) -> web.Response:
+    return web.json_response({"data": [], "errors": list(messages)}, status=status)
+
+
+def _parse_time(value: str) -> float | None:
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        return None
+    return parsed.timestamp() if parsed.tzinfo is not None else None
+
+
+class GcoreSimulator:
+    provider = "gcore"
+
+    def __init__(self, api_key: str | None = None, clock: Any = time.time) -> None:
+        self.api_key = api_key or f"{secrets.randbelow(90000) + 10000}$" + secrets.token_hex(16)
+        self.clock = clock
+        self.fault: dict[str, Any] = {}
+        self.requests: list[dict[str, str]] = []
+
+    def viewers(self, stream_id: int | None, start: float, width: int, now: float) -> int:
+        """Unique viewers in one bucket: people present plus churn, prorated while open."""
+        peaks = [STREAM_PEAKS[stream_id]] if stream_id is not None else list(STREAM_PEAKS.values())
+        end = min(start + width, now)
+        if end <= start:
+            return 0
+        churn = 1.0 + min(width, 3600) / 1200.0
+        total = sum(audience((start + end) / 2, peak, phase=peak) * churn for peak in peaks)
+        return round(total * (end - start) / width) if end < start + width else round(total)
+
+    async def handle_viewers(self, request: web.Request) -> web.Response:
+        self.requests.append(dict(request.query))
+        auth = request.headers.get("Authorization", "")
+        scheme, _, token = auth.partition(" ")
+        if scheme.lower() != "apikey" or token != self.api_key:
+            return web.json_response(
+                {
+                    "exception_class": "NotAuthenticated",
+                    "message": "Authentication credentials were not provided or are invalid.",
+                    "request_id": secrets.token_hex(8),
+                },
+                status=401,
+            )
+        if self.fault:
+            return self._faulty_answer()
+        query = request.query
+        missing = [f"{name}: query param is not set" for name in ("from", "to") if name not in query]
+        if missing:
+            return _error(400, *missing)
+        start, end = _parse_time(query["from"]), _parse_time(query["to"])
+        if start is None or end is None:
+            return _error(400, "from/to: must be date time in ISO 8601")
+        granularity = query.get("granularity", "1h")
+        if granularity not in BUCKETS:
+            return _error(400, f"granularity: must be one of {', '.join(BUCKETS)}")
+        stream_id = None
+        if "stream_id" in query:
+            if not query["stream_id"].isdigit() or int(query["stream_id"]) not in STREAM_PEAKS:
+                return web.json_response([])
+            stream_id = int(query["stream_id"])
+        width = BUCKETS[granularity]
+        now = self.clock()
+        first = int(start // width * width)
+        last = min(end, now)
+        if (last - first) / width > MAX_POINTS:
+            return _error(400, "from/to: time frame is too long for this granularity")
+        points = [
+            [bucket, self.viewers(stream_id, bucket, width, now)]
+            for bucket in range(first, int(last) + 1, width)
+        ]
+        return web.json_response([{"client": CLIENT_ID, "metrics": {"streams": points}}])
+
+    def _faulty_answer(self) -> web.Response:
+        status = int(self.fault.get("status", 500))
+        headers = {}
+        if "retry_after" in self.fault:
+            headers["Retry-After"] = str(self.fault["retry_after"])
+        if "body" in self.fault:
+            return web.Response(
+                status=status, text=str(self.fault["body"]), headers=headers, content_type="text/html"
+            )
+        return web.json_response(
+            {"data": [], "errors": ["internal server error"]}, status=status, headers=headers
+        )
+
+    async def handle_fault(self, request: web.Request) -> web.Response:
+        self.fault = await request.json()
+        return web.json_response(self.fault)
+
+    def app(self) -> web.Application:
+        app = web.Application()
+        app.router.add_get("/streaming/statistics/stream/viewers", self.handle_viewers)
+        app.router.add_post("/_sim/fault", self.handle_fault)
+        return app
+
+    def demo_sources(self, base_url: str) -> list[dict[str, Any]]:
+        return [
+            {
+                "name": "demo-gcore-streams",
+                "provider": "gcore",
+                "base_url": base_url,
+                "api_key": self.api_key,
+                "granularity": "1m",
+                "stream_ids": list(STREAM_PEAKS)[:2],
+                "interval": "15s",
+                "labels": {"team": "demo"},
+            },
+            {
+                "name": "demo-gcore-total",
+                "provider": "gcore",
+                "base_url": base_url,
+                "api_key": self.api_key,
+                "granularity": "5m",
+                "interval": "30s",
+            },
+        ]
+
+
+def simulator() -> GcoreSimulator:
+    return GcoreSimulator()

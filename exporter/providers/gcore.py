@@ -1,0 +1,163 @@
+"""Gcore streaming statistics: unique viewers of live streams via CDN.
+
+Follows provider-docs/gcore-live-unique-viewers.md (`GET /streaming/statistics/stream/viewers`)
+and gcore-notes.md (auth header `Authorization: APIKey <key>`, error bodies). Publishes the
+newest *closed* bucket, one whose start + granularity <= now, because the open bucket still
+grows and would read as a drop every time a new one opens:
+
+    livestream_unique_viewers{client="123",stream="42",granularity="1m"} 20
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from exporter.providers import register
+from exporter.providers.base import (
+    Answer,
+    Fetcher,
+    InvalidBody,
+    PollError,
+    PollResult,
+    Provider,
+    Sample,
+    poll_units,
+)
+from exporter.settings import SecretStr, SourceSettings, one_of
+
+GRANULARITY_SECONDS = {"1m": 60, "5m": 300, "15m": 900, "1h": 3600, "1d": 86400}
+TOTAL_UNIT = "all"
+CLOSED_BUCKETS_ASKED = 2
+MAX_DEFAULT_INTERVAL = 900.0
+
+
+class GcoreSettings(SourceSettings):
+    api_key: SecretStr
+    granularity: one_of(*GRANULARITY_SECONDS) = "1m"  # type: ignore[valid-type]
+    stream_ids: list[int] | None = None
+    client_user_id: int | None = None
+
+
+def iso_utc(ts: float) -> str:
+    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def error_reason(answer: Answer) -> str:
+    """The vendor's own words from either documented error shape, without the request."""
+    try:
+        body = answer.json()
+    except PollError:
+        body = None
+    if isinstance(body, dict):
+        errors = body.get("errors")
+        if isinstance(errors, list) and errors:
+            return "; ".join(str(item) for item in errors)
+        if body.get("message"):
+            request_id = body.get("request_id")
+            suffix = f" (request_id {request_id})" if request_id else ""
+            return f"{body.get('exception_class') or 'error'}: {body['message']}{suffix}"
+    if answer.status == 429:
+        return "rate limit exceeded"
+    return f"HTTP {answer.status}"
+
+
+def newest_closed_bucket(points: Any, granularity: int, now: float) -> tuple[tuple[float, float] | None, int]:
+    """The newest (timestamp, count) whose bucket has closed, and how many points were unusable."""
+    if not isinstance(points, list):
+        raise InvalidBody("metrics.streams is not a list")
+    newest: tuple[float, float] | None = None
+    rejected = 0
+    for point in points:
+        if (
+            not isinstance(point, list)
+            or len(point) != 2
+            or not all(isinstance(v, int | float) and not isinstance(v, bool) for v in point)
+        ):
+            rejected += 1
+            continue
+        ts, count = float(point[0]), float(point[1])
+        if ts + granularity <= now and (newest is None or ts > newest[0]):
+            newest = (ts, count)
+    return newest, rejected
+
+
+@register
+class Gcore(Provider):
+    name = "gcore"
+    settings_model = GcoreSettings
+    default_base_url = "https://api.gcore.com"
+    settings: GcoreSettings
+
+    @property
+    def granularity_seconds(self) -> int:
+        return GRANULARITY_SECONDS[self.settings.granularity]
+
+    def default_interval(self) -> float:
+        """A bucket closes once per granularity; hourly and daily buckets are still checked every
+        15 minutes so a closed bucket shows up soon after the vendor has it."""
+        return float(min(self.granularity_seconds, MAX_DEFAULT_INTERVAL))
+
+    def requests_per_poll(self) -> int:
+        return len(self.settings.stream_ids or [None])
+
+    def window(self, now: float) -> tuple[str, str]:
+        """From the start of the oldest bucket still worth asking for (two closed ones, in case
+        the newest arrives late) to now, which includes the open bucket."""
+        g = self.granularity_seconds
+        start = (now // g) * g - CLOSED_BUCKETS_ASKED * g
+        return iso_utc(start), iso_utc(now)
+
+    def params(self, stream_id: int | None, now: float) -> dict[str, str]:
+        start, end = self.window(now)
+        params = {"from": start, "to": end, "granularity": self.settings.granularity}
+        if stream_id is not None:
+            params["stream_id"] = str(stream_id)
+        if self.settings.client_user_id is not None:
+            params["client_user_id"] = str(self.settings.client_user_id)
+        return params
+
+    async def poll(self, fetch: Fetcher, now: datetime) -> PollResult:
+        now_ts = now.timestamp()
+        units = [str(sid) for sid in self.settings.stream_ids] if self.settings.stream_ids else [TOTAL_UNIT]
+        headers = {"Authorization": f"APIKey {self.settings.api_key.get_secret_value()}"}
+        url = f"{self.base_url}/streaming/statistics/stream/viewers"
+
+        async def poll_stream(unit: str, result: PollResult) -> list[Sample]:
+            stream_id = None if unit == TOTAL_UNIT else int(unit)
+            async with fetch.get(
+                "stream_viewers", url, params=self.params(stream_id, now_ts), headers=headers
+            ) as answer:
+                if answer.status != 200:
+                    raise PollError(
+                        error_reason(answer), status=answer.status, retry_after=answer.retry_after
+                    )
+                return self.parse(answer.json(), unit, now_ts, result)
+
+        return await poll_units(units, poll_stream)
+
+    def parse(self, body: Any, stream: str, now: float, result: PollResult) -> list[Sample]:
+        """`[{client, metrics: {streams: [[ts, count], ...]}}]` to one sample per client."""
+        if not isinstance(body, list):
+            raise InvalidBody("expected a JSON list of clients")
+        samples = []
+        for entry in body:
+            if not isinstance(entry, dict) or not isinstance(entry.get("metrics"), dict):
+                raise InvalidBody("client entry without a metrics object")
+            newest, rejected = newest_closed_bucket(
+                entry["metrics"].get("streams"), self.granularity_seconds, now
+            )
+            result.rejected_points += rejected
+            if newest is None:
+                continue
+            result.note_timestamp(newest[0])
+            samples.append(
+                Sample.of(
+                    "livestream_unique_viewers",
+                    newest[1],
+                    client=str(entry.get("client", "")),
+                    stream=stream,
+                    granularity=self.settings.granularity,
+                )
+            )
+        return samples

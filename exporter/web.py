@@ -1,0 +1,104 @@
+"""The HTTP side: /metrics, the landing page, /-/healthy and /-/ready.
+
+/metrics never calls a vendor and never walks the series: it joins bytes rendered at poll time
+(see exporter.metrics), in OpenMetrics when the scraper asks for it in `Accept` (Prometheus
+does, first) and gzipped when `Accept-Encoding` allows it.
+"""
+
+from __future__ import annotations
+
+import html
+import time
+from datetime import UTC, datetime
+
+from aiohttp import web
+
+from exporter import __version__
+from exporter.metrics import OPENMETRICS_CONTENT_TYPE, TEXT_CONTENT_TYPE, Exposition
+from exporter.scheduler import Scheduler
+
+SCHEDULER_KEY = web.AppKey("scheduler", Scheduler)
+EXPOSITION_KEY = web.AppKey("exposition", Exposition)
+TELEMETRY_PATH_KEY = web.AppKey("telemetry_path", str)
+
+
+def wants_openmetrics(accept: str) -> bool:
+    return "application/openmetrics-text" in accept
+
+
+def wants_gzip(accept_encoding: str) -> bool:
+    for item in accept_encoding.split(","):
+        coding, _, params = item.strip().partition(";")
+        if coding.strip().lower() == "gzip":
+            return params.replace(" ", "") not in ("q=0", "q=0.0", "q=0.00", "q=0.000")
+    return False
+
+
+async def metrics_handler(request: web.Request) -> web.Response:
+    exposition = request.app[EXPOSITION_KEY]
+    exposition.store.expire(time.time())
+    openmetrics = wants_openmetrics(request.headers.get("Accept", ""))
+    content_type = OPENMETRICS_CONTENT_TYPE if openmetrics else TEXT_CONTENT_TYPE
+    headers = {"Content-Type": content_type, "Vary": "Accept, Accept-Encoding"}
+    if wants_gzip(request.headers.get("Accept-Encoding", "")):
+        headers["Content-Encoding"] = "gzip"
+        return web.Response(body=exposition.gzip_body(openmetrics), headers=headers)
+    return web.Response(body=exposition.body(openmetrics), headers=headers)
+
+
+def _when(ts: float | None) -> str:
+    if ts is None:
+        return "—"
+    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+async def landing_handler(request: web.Request) -> web.Response:
+    scheduler = request.app[SCHEDULER_KEY]
+    telemetry_path = request.app[TELEMETRY_PATH_KEY]
+    rows = []
+    for runtime in scheduler.sources.values():
+        state = "pending" if runtime.polls == 0 else ("up" if runtime.up else "down")
+        cells = [
+            runtime.name,
+            runtime.identity.provider,
+            state,
+            f"{runtime.interval:g}s",
+            _when(runtime.last_success),
+            _when(runtime.next_poll),
+            runtime.last_error or "",
+        ]
+        rows.append("<tr>" + "".join(f"<td>{html.escape(cell)}</td>" for cell in cells) + "</tr>")
+    page = f"""<!DOCTYPE html>
+<html><head><meta charset="utf-8"><title>livestream-exporter</title>
+<style>body{{font-family:sans-serif;margin:2em}}td,th{{padding:.3em .8em;text-align:left}}
+tr:nth-child(even){{background:#f4f4f4}}</style></head>
+<body><h1>livestream-exporter {html.escape(__version__)}</h1>
+<p><a href="{html.escape(telemetry_path)}">Metrics</a> · <a href="/-/healthy">Health</a> ·
+<a href="/-/ready">Readiness</a></p>
+<table><tr><th>Source</th><th>Provider</th><th>State</th><th>Interval</th><th>Last success</th>
+<th>Next poll</th><th>Last error</th></tr>
+{"".join(rows)}
+</table></body></html>"""
+    return web.Response(text=page, content_type="text/html")
+
+
+async def healthy_handler(request: web.Request) -> web.Response:
+    return web.Response(text="Healthy\n")
+
+
+async def ready_handler(request: web.Request) -> web.Response:
+    if request.app[SCHEDULER_KEY].ready():
+        return web.Response(text="Ready\n")
+    return web.Response(status=503, text="Not ready: not every source has been polled yet\n")
+
+
+def build_app(scheduler: Scheduler, exposition: Exposition, telemetry_path: str) -> web.Application:
+    app = web.Application()
+    app[SCHEDULER_KEY] = scheduler
+    app[EXPOSITION_KEY] = exposition
+    app[TELEMETRY_PATH_KEY] = telemetry_path
+    app.router.add_get(telemetry_path, metrics_handler)
+    app.router.add_get("/", landing_handler)
+    app.router.add_get("/-/healthy", healthy_handler)
+    app.router.add_get("/-/ready", ready_handler)
+    return app
