@@ -138,6 +138,7 @@ def _read_secret_files(
             resolved[key] = secret_path.read_text(encoding="utf-8").rstrip("\r\n")
         except OSError as error:
             report(file_key, f"cannot read {secret_path}: {error.strerror or error}")
+            resolved[key] = ""
     return resolved
 
 

@@ -1,0 +1,157 @@
+"""Shared test plumbing: fixtures on disk, loopback servers, and the exporter as a real process."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
+
+
+def fixture_json(relative: str) -> Any:
+    return json.loads((FIXTURES / relative).read_text(encoding="utf-8"))
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def exporter_env(**extra: str) -> dict[str, str]:
+    """The environment for a child `python -m exporter` that imports this checkout's code."""
+    env = dict(os.environ)
+    env["PYTHONPATH"] = str(REPO_ROOT) + os.pathsep + env.get("PYTHONPATH", "")
+    env.update(extra)
+    return env
+
+
+def http_get(
+    url: str, headers: dict[str, str] | None = None, timeout: float = 5.0
+) -> tuple[int, dict[str, str], bytes]:
+    request = urllib.request.Request(url, headers=headers or {})
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            return response.status, dict(response.headers), response.read()
+    except urllib.error.HTTPError as error:
+        return error.code, dict(error.headers), error.read()
+
+
+class ExporterProcess:
+    """`python -m exporter ...` on a free loopback port, with its log captured."""
+
+    def __init__(self, args: list[str], tmp_path: Path, env: dict[str, str] | None = None) -> None:
+        self.port = free_port()
+        self.base_url = f"http://127.0.0.1:{self.port}"
+        self.log_path = tmp_path / f"exporter-{self.port}.log"
+        self._log = self.log_path.open("wb")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "exporter", f"--web.listen-address=127.0.0.1:{self.port}", *args],
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            env=env or exporter_env(),
+            cwd=tmp_path,
+        )
+
+    def wait_until(self, predicate: Any, timeout: float = 15.0) -> Any:
+        deadline = time.monotonic() + timeout
+        last: Any = None
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise AssertionError(f"exporter exited with {self.proc.returncode}:\n{self.log()}")
+            try:
+                last = predicate()
+            except OSError:
+                last = None
+            if last:
+                return last
+            time.sleep(0.1)
+        raise AssertionError(f"condition not met within {timeout}s; log:\n{self.log()}")
+
+    def metrics(self) -> str:
+        return http_get(f"{self.base_url}/metrics")[2].decode()
+
+    def log(self) -> str:
+        self._log.flush()
+        return self.log_path.read_text(errors="replace")
+
+    def stop(self, timeout: float = 10.0) -> int:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self._log.close()
+        return self.proc.returncode
+
+
+@pytest.fixture
+def run_exporter(tmp_path: Path) -> Iterator[Any]:
+    started: list[ExporterProcess] = []
+
+    def start(*args: str, env: dict[str, str] | None = None) -> ExporterProcess:
+        process = ExporterProcess(list(args), tmp_path, env)
+        started.append(process)
+        return process
+
+    yield start
+    for process in started:
+        process.stop()
+
+
+class RecordingObserver:
+    """Stands in for the scheduler's bookkeeping when a provider is driven directly."""
+
+    def __init__(self) -> None:
+        self.requests: list[tuple[str, str]] = []
+        self.rate_limited_count = 0
+
+    def request_done(self, endpoint: str, code: str, seconds: float) -> None:
+        self.requests.append((endpoint, code))
+
+    def rate_limited(self) -> None:
+        self.rate_limited_count += 1
+
+
+@pytest.fixture
+async def serve_app() -> Any:
+    """Start aiohttp apps on loopback port 0; yields `start(app) -> base_url`."""
+    from exporter.demo import serve
+
+    runners = []
+
+    async def start(app: Any) -> str:
+        runner, base_url = await serve(app)
+        runners.append(runner)
+        return base_url
+
+    yield start
+    for runner in runners:
+        await runner.cleanup()
+
+
+@pytest.fixture
+async def fetcher() -> Any:
+    """A real SourceFetcher on a real ClientSession, recording what it sent."""
+    import aiohttp
+
+    from exporter.fetch import SourceFetcher
+
+    async with aiohttp.ClientSession() as session:
+        observer = RecordingObserver()
+        fetch = SourceFetcher(session, 5.0, observer)
+        fetch.observer_record = observer  # type: ignore[attr-defined]
+        yield fetch

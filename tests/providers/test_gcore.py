@@ -1,0 +1,152 @@
+"""Gcore: the documented request shape, example body, closed-bucket rule and error bodies."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from aiohttp import web
+
+from exporter.demo.gcore import GcoreSimulator
+from exporter.providers.base import PollResult
+from exporter.providers.gcore import Gcore, GcoreSettings, newest_closed_bucket
+from tests.conftest import fixture_json
+
+EXAMPLE_LAST_TS = 1640995610
+
+
+def provider(**keys: Any) -> Gcore:
+    settings = GcoreSettings.model_validate(
+        {"name": "g", "provider": "gcore", "api_key": "12$secret", **keys}
+    )
+    return Gcore(settings)
+
+
+def test_documented_example_publishes_newest_closed_bucket() -> None:
+    result = PollResult()
+    now = EXAMPLE_LAST_TS + 60
+    samples = provider().parse(fixture_json("gcore/stream_stat_example.json"), "all", now, result)
+    assert [(s.name, dict(s.labels), s.value) for s in samples] == [
+        ("livestream_unique_viewers", {"client": "123", "stream": "all", "granularity": "1m"}, 20.0)
+    ]
+    assert result.newest_timestamp == EXAMPLE_LAST_TS
+
+
+def test_bucket_is_closed_exactly_when_start_plus_granularity_reaches_now() -> None:
+    points = [[1000, 5], [1060, 7]]
+    assert newest_closed_bucket(points, 60, 1120)[0] == (1060.0, 7.0)
+    assert newest_closed_bucket(points, 60, 1119)[0] == (1000.0, 5.0)
+
+
+def test_open_bucket_alone_publishes_nothing() -> None:
+    assert newest_closed_bucket([[1000, 5]], 60, 1059) == (None, 0)
+
+
+def test_malformed_points_are_counted_and_skipped() -> None:
+    newest, rejected = newest_closed_bucket([[1000, 5], ["x", 1], [1060], None, [1060, True]], 60, 2000)
+    assert newest == (1000.0, 5.0)
+    assert rejected == 4
+
+
+def test_window_covers_two_closed_buckets_and_the_open_one() -> None:
+    now = datetime(2024, 7, 1, 12, 30, 20, tzinfo=UTC).timestamp()
+    params = provider(granularity="5m", client_user_id=7).params(42, now)
+    assert params == {
+        "from": "2024-07-01T12:20:00Z",
+        "to": "2024-07-01T12:30:20Z",
+        "granularity": "5m",
+        "stream_id": "42",
+        "client_user_id": "7",
+    }
+
+
+def test_default_interval_follows_granularity_up_to_fifteen_minutes() -> None:
+    assert provider(granularity="1m").default_interval() == 60
+    assert provider(granularity="15m").default_interval() == 900
+    assert provider(granularity="1d").default_interval() == 900
+
+
+async def test_poll_sends_documented_auth_header_and_one_request_per_stream(serve_app, fetcher) -> None:
+    seen: list[tuple[str, dict[str, str]]] = []
+
+    async def viewers(request: web.Request) -> web.Response:
+        seen.append((request.headers["Authorization"], dict(request.query)))
+        return web.json_response(fixture_json("gcore/stream_stat_example.json"))
+
+    app = web.Application()
+    app.router.add_get("/streaming/statistics/stream/viewers", viewers)
+    base_url = await serve_app(app)
+    result = await provider(base_url=base_url, stream_ids=[1, 2]).poll(fetcher, datetime.now(UTC))
+    assert result.ok
+    assert sorted(result.samples) == ["1", "2"]
+    assert {auth for auth, _ in seen} == {"APIKey 12$secret"}
+    assert sorted(query["stream_id"] for _, query in seen) == ["1", "2"]
+    assert all({"from", "to", "granularity"} <= set(query) for _, query in seen)
+
+
+async def test_documented_400_body_becomes_failed_poll_with_its_reason(serve_app, fetcher) -> None:
+    async def viewers(request: web.Request) -> web.Response:
+        return web.json_response(fixture_json("gcore/error_bad_request.json"), status=400)
+
+    app = web.Application()
+    app.router.add_get("/streaming/statistics/stream/viewers", viewers)
+    result = await provider(base_url=await serve_app(app)).poll(fetcher, datetime.now(UTC))
+    assert not result.ok
+    error = result.failures["all"]
+    assert error.reason == "from: query param is not set"
+    assert error.status == 400
+    assert fetcher.observer_record.requests == [("stream_viewers", "400")]
+
+
+async def test_documented_500_body_becomes_failed_poll(serve_app, fetcher) -> None:
+    async def viewers(request: web.Request) -> web.Response:
+        return web.json_response(fixture_json("gcore/error_internal_server.json"), status=500)
+
+    app = web.Application()
+    app.router.add_get("/streaming/statistics/stream/viewers", viewers)
+    result = await provider(base_url=await serve_app(app)).poll(fetcher, datetime.now(UTC))
+    assert result.failures["all"].reason == "internal server error"
+
+
+async def test_html_answer_counts_as_invalid_body(serve_app, fetcher) -> None:
+    async def viewers(request: web.Request) -> web.Response:
+        return web.Response(text="<html>maintenance</html>", content_type="text/html")
+
+    app = web.Application()
+    app.router.add_get("/streaming/statistics/stream/viewers", viewers)
+    result = await provider(base_url=await serve_app(app)).poll(fetcher, datetime.now(UTC))
+    assert result.failures["all"].code == "invalid_body"
+    assert fetcher.observer_record.requests == [("stream_viewers", "invalid_body")]
+
+
+async def test_simulator_round_trip(serve_app, fetcher) -> None:
+    simulator = GcoreSimulator(api_key="77$demo")
+    base_url = await serve_app(simulator.app())
+    result = await provider(base_url=base_url, api_key="77$demo", stream_ids=[101]).poll(
+        fetcher, datetime.now(UTC)
+    )
+    assert result.ok, result.failures
+    [sample] = result.samples["101"]
+    assert sample.value > 0
+
+
+async def test_simulator_rejects_a_bearer_token(serve_app, fetcher) -> None:
+    simulator = GcoreSimulator(api_key="77$demo")
+    base_url = await serve_app(simulator.app())
+    async with fetcher.get(
+        "x", f"{base_url}/streaming/statistics/stream/viewers", headers={"Authorization": "Bearer 77$demo"}
+    ) as answer:
+        assert answer.status == 401
+
+
+async def test_simulator_answers_documented_400_without_from_and_to(serve_app, fetcher) -> None:
+    simulator = GcoreSimulator(api_key="77$demo")
+    base_url = await serve_app(simulator.app())
+    async with fetcher.get(
+        "x", f"{base_url}/streaming/statistics/stream/viewers", headers={"Authorization": "APIKey 77$demo"}
+    ) as answer:
+        assert answer.status == 400
+        assert answer.json() == {
+            "data": [],
+            "errors": ["from: query param is not set", "to: query param is not set"],
+        }

@@ -1,0 +1,150 @@
+"""Config: every problem on its own line naming the file, the source and the key."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from exporter.config import ConfigError, load_config
+from exporter.providers import providers
+from tests.conftest import exporter_env
+
+GOOD_SOURCE = """
+  - name: gcore-prod
+    provider: gcore
+    api_key: "12$abc"
+"""
+
+
+def write(tmp_path: Path, text: str) -> str:
+    path = tmp_path / "config.yaml"
+    path.write_text(text)
+    return str(path)
+
+
+def errors_of(tmp_path: Path, text: str) -> list[str]:
+    path = write(tmp_path, text)
+    with pytest.raises(ConfigError) as caught:
+        load_config(path)
+    return [line.replace(path, "config.yaml") for line in caught.value.lines]
+
+
+BAD_CONFIGS = [
+    (
+        "sources:\n  - {name: a, provider: gcore, api_key: k}\n  - {name: b, provider: gcore, api_key: k}\n"
+        "  - {name: gcore-prod, provider: gcore, api_key: k, granularity: 2m}\n",
+        ['config.yaml: sources[2] "gcore-prod": granularity: must be one of 1m, 5m, 15m, 1h, 1d'],
+    ),
+    (
+        "sources:\n  - {name: a, provider: gcore, api_key: k, granularty: 1m}\n",
+        ['config.yaml: sources[0] "a": granularty: unknown key'],
+    ),
+    (
+        "sources:\n  - {name: a, provider: gcore}\n",
+        ['config.yaml: sources[0] "a": api_key: required key is missing'],
+    ),
+    (
+        "sources:\n  - {name: a, provider: youtube, api_key: k}\n",
+        ["config.yaml: sources[0] \"a\": provider: unknown provider 'youtube' (one of {providers})"],
+    ),
+    (
+        "sources:\n  - {name: a, provider: gcore, api_key: k}\n  - {name: a, provider: gcore, api_key: k}\n",
+        ['config.yaml: sources[1] "a": name: duplicate of sources[0]'],
+    ),
+    (
+        "sources:\n  - {name: a, provider: gcore, api_key: k, interval: 10}\n",
+        ['config.yaml: sources[0] "a": interval: must be a duration such as 500ms, 10s, 5m or 1h'],
+    ),
+    (
+        "global:\n  stale_after: soon\nsources:\n  - {name: a, provider: gcore, api_key: k}\n",
+        ["config.yaml: global: stale_after: must be a duration such as 500ms, 10s, 5m or 1h"],
+    ),
+    (
+        "sources:\n  - {name: a, provider: gcore, api_key: '${LSE_TEST_UNSET_VARIABLE}'}\n",
+        ['config.yaml: sources[0] "a": api_key: environment variable LSE_TEST_UNSET_VARIABLE is not set'],
+    ),
+    ("sources: []\n", ["config.yaml: sources: at least one source is required (or run with --demo)"]),
+    (
+        "sources:\n  - {name: Bad Name, provider: gcore, api_key: k}\n",
+        ['config.yaml: sources[0] "Bad Name": name: must match [a-z0-9_-]+ (it becomes the `source` label)'],
+    ),
+    (
+        "sources:\n  - {name: a, provider: gcore, api_key: k, base_url: 'ftp://x'}\n",
+        ['config.yaml: sources[0] "a": base_url: must be an http:// or https:// URL'],
+    ),
+    (
+        "sourcez: []\nsources:\n  - {name: a, provider: gcore, api_key: k}\n",
+        ["config.yaml: sourcez: unknown key (expected global, sources)"],
+    ),
+]
+
+
+@pytest.mark.parametrize(("text", "expected"), BAD_CONFIGS, ids=[e[0][0] for e in BAD_CONFIGS])
+def test_bad_config_reports_exact_lines(tmp_path: Path, text: str, expected: list[str]) -> None:
+    known = ", ".join(providers())
+    assert errors_of(tmp_path, text) == [line.replace("{providers}", known) for line in expected]
+
+
+def test_every_problem_is_reported_at_once(tmp_path: Path) -> None:
+    lines = errors_of(
+        tmp_path,
+        "global: {timeout: x}\nsources:\n  - {name: a, provider: gcore}\n  - {name: b, provider: gcore, api_key: k, granularity: 7}\n",
+    )
+    assert len(lines) == 3
+
+
+def test_secret_file_is_read_and_trailing_newline_stripped(tmp_path: Path) -> None:
+    (tmp_path / "key").write_text("12$fromfile\n")
+    config = load_config(write(tmp_path, "sources:\n  - {name: a, provider: gcore, api_key_file: key}\n"))
+    assert config.sources[0].api_key.get_secret_value() == "12$fromfile"
+
+
+def test_unreadable_secret_file_names_key_and_path(tmp_path: Path) -> None:
+    lines = errors_of(tmp_path, "sources:\n  - {name: a, provider: gcore, api_key_file: /nonexistent/key}\n")
+    assert lines == [
+        'config.yaml: sources[0] "a": api_key_file: cannot read /nonexistent/key: No such file or directory'
+    ]
+
+
+def test_env_variables_are_expanded(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("LSE_TEST_KEY", "12$env")
+    config = load_config(
+        write(tmp_path, "sources:\n  - {name: a, provider: gcore, api_key: '${LSE_TEST_KEY}'}\n")
+    )
+    assert config.sources[0].api_key.get_secret_value() == "12$env"
+
+
+def test_durations_accept_prometheus_style(tmp_path: Path) -> None:
+    config = load_config(
+        write(tmp_path, "global: {timeout: 500ms, stale_after: 1m30s}\nsources:" + GOOD_SOURCE)
+    )
+    assert (config.global_.timeout, config.global_.stale_after) == (0.5, 90.0)
+
+
+def test_check_config_exits_1_and_prints_each_problem(tmp_path: Path) -> None:
+    path = write(tmp_path, "sources:\n  - {name: a, provider: gcore, api_key: '12$hush', granularity: 2m}\n")
+    done = subprocess.run(
+        [sys.executable, "-m", "exporter", "--check-config", "--config", path],
+        capture_output=True,
+        text=True,
+        env=exporter_env(),
+        timeout=30,
+    )
+    assert done.returncode == 1
+    assert done.stderr.strip() == f'{path}: sources[0] "a": granularity: must be one of 1m, 5m, 15m, 1h, 1d'
+    assert "12$hush" not in done.stdout + done.stderr
+
+
+def test_check_config_exits_0_on_a_valid_config(tmp_path: Path) -> None:
+    path = write(tmp_path, "sources:" + GOOD_SOURCE)
+    done = subprocess.run(
+        [sys.executable, "-m", "exporter", "--check-config", "--config", path],
+        capture_output=True,
+        text=True,
+        env=exporter_env(),
+        timeout=30,
+    )
+    assert (done.returncode, done.stdout.strip()) == (0, f"{path}: OK, 1 source")
