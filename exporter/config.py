@@ -213,6 +213,10 @@ def parse_config(data: Any, file: str, base_dir: Path, *, require_sources: bool 
             continue
         seen[source.name] = index
         sources.append(source)
+    for provider_name, provider_class in providers().items():
+        own = [source for source in sources if source.provider == provider_name]
+        for source, key, message in provider_class.check_sources(own) if own else ():
+            problems.add(f'sources[{seen[source.name]}] "{source.name}"', key, message)
     if problems.lines:
         raise ConfigError(problems.lines)
     return Config(path=file, global_=global_settings, sources=sources)

@@ -173,6 +173,24 @@ class Provider(ABC):
 
     def __init__(self, settings: SourceSettings) -> None:
         self.settings = settings
+        self.owns_unit: Callable[[str], bool] = lambda unit: True
+
+    def units(self) -> list[str]:
+        """Every unit (independent request, usually one stream) a full poll covers.
+
+        Sharding hands each replica a subset through `owns_unit`; `poll` must cover exactly
+        `active_units()`.
+        """
+        return ["total"]
+
+    def active_units(self) -> list[str]:
+        """The units this replica polls."""
+        return [unit for unit in self.units() if self.owns_unit(unit)]
+
+    @classmethod
+    def check_sources(cls, sources: list[SourceSettings]) -> list[tuple[SourceSettings, str, str]]:
+        """Rules across this vendor's sources (a shared rate budget): (source, key, message) each."""
+        return []
 
     @property
     def base_url(self) -> str:
@@ -192,7 +210,7 @@ class Provider(ABC):
 
     def requests_per_poll(self) -> int:
         """How many vendor calls one poll makes, for budget checks."""
-        return 1
+        return len(self.active_units())
 
     def export_state(self) -> dict[str, Any] | None:
         """What this provider must remember across restarts (a credit ledger), as JSON data."""

@@ -98,8 +98,8 @@ class Gcore(Provider):
         15 minutes so a closed bucket shows up soon after the vendor has it."""
         return float(min(self.granularity_seconds, MAX_DEFAULT_INTERVAL))
 
-    def requests_per_poll(self) -> int:
-        return len(self.settings.stream_ids or [None])
+    def units(self) -> list[str]:
+        return [str(sid) for sid in self.settings.stream_ids] if self.settings.stream_ids else [TOTAL_UNIT]
 
     def window(self, now: float) -> tuple[str, str]:
         """From the start of the oldest bucket still worth asking for (two closed ones, in case
@@ -119,7 +119,6 @@ class Gcore(Provider):
 
     async def poll(self, fetch: Fetcher, now: datetime) -> PollResult:
         now_ts = now.timestamp()
-        units = [str(sid) for sid in self.settings.stream_ids] if self.settings.stream_ids else [TOTAL_UNIT]
         headers = {"Authorization": f"APIKey {self.settings.api_key.get_secret_value()}"}
         url = f"{self.base_url}/streaming/statistics/stream/viewers"
 
@@ -134,7 +133,7 @@ class Gcore(Provider):
                     )
                 return self.parse(answer.json(), unit, now_ts, result)
 
-        return await poll_units(units, poll_stream)
+        return await poll_units(self.active_units(), poll_stream)
 
     def parse(self, body: Any, stream: str, now: float, result: PollResult) -> list[Sample]:
         """`[{client, metrics: {streams: [[ts, count], ...]}}]` to one sample per client."""
