@@ -39,10 +39,10 @@ class RunningSimulators:
 
 def simulators() -> list[Simulator]:
     found = []
-    for module in pkgutil.iter_modules(__path__):
-        if module.name.startswith("_") or module.name == "curve":
-            continue
-        found.append(importlib.import_module(f"{__name__}.{module.name}").simulator())
+    for info in pkgutil.iter_modules(__path__):
+        module = importlib.import_module(f"{__name__}.{info.name}")
+        if hasattr(module, "simulator"):
+            found.append(module.simulator())
     return sorted(found, key=lambda sim: sim.provider)
 
 

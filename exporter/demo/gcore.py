@@ -6,9 +6,7 @@ answer is `[{"client": N, "metrics": {"streams": [[unix_ts, count], ...]}}]` wit
 bucket of `granularity` (default 1h) from the bucket containing `from` up to `to`; the bucket
 still open carries the viewers counted so far.
 
-Fault injection for tests: `POST /_sim/fault` with `{"status": 500}` (or 429 with
-`retry_after`, or `"body": "<html>..."`) makes the next answers fail until
-`POST /_sim/fault` with `{}` clears it.
+Faults for tests and the demo: see exporter.demo.faults (`POST /_sim/fault`).
 """
 
 from __future__ import annotations
@@ -21,11 +19,18 @@ from typing import Any
 from aiohttp import web
 
 from exporter.demo.curve import audience
+from exporter.demo.faults import FaultInjector
 
 BUCKETS = {"1m": 60, "5m": 300, "15m": 900, "1h": 3600, "1d": 86400}
 CLIENT_ID = 123
 STREAM_PEAKS = {101: 2400.0, 102: 650.0, 103: 90.0}
 MAX_POINTS = 10_000
+_STATUS_TEXT = {
+    429: "rate limit exceeded",
+    500: "internal server error",
+    502: "bad gateway",
+    503: "service unavailable",
+}
 
 
 def _error(status: int, *messages: str) -> web.Response:
@@ -46,7 +51,7 @@ class GcoreSimulator:
     def __init__(self, api_key: str | None = None, clock: Any = time.time) -> None:
         self.api_key = api_key or f"{secrets.randbelow(90000) + 10000}$" + secrets.token_hex(16)
         self.clock = clock
-        self.fault: dict[str, Any] = {}
+        self.faults = FaultInjector(lambda status: _error(status, _STATUS_TEXT.get(status, "error")))
         self.requests: list[dict[str, str]] = []
 
     def viewers(self, stream_id: int | None, start: float, width: int, now: float) -> int:
@@ -72,8 +77,6 @@ class GcoreSimulator:
                 },
                 status=401,
             )
-        if self.fault:
-            return self._faulty_answer()
         query = request.query
         missing = [f"{name}: query param is not set" for name in ("from", "to") if name not in query]
         if missing:
@@ -96,32 +99,13 @@ class GcoreSimulator:
         if (last - first) / width > MAX_POINTS:
             return _error(400, "from/to: time frame is too long for this granularity")
         points = [
-            [bucket, self.viewers(stream_id, bucket, width, now)]
-            for bucket in range(first, int(last) + 1, width)
+            [bucket, self.viewers(stream_id, bucket, width, now)] for bucket in range(first, int(last) + 1, width)
         ]
         return web.json_response([{"client": CLIENT_ID, "metrics": {"streams": points}}])
 
-    def _faulty_answer(self) -> web.Response:
-        status = int(self.fault.get("status", 500))
-        headers = {}
-        if "retry_after" in self.fault:
-            headers["Retry-After"] = str(self.fault["retry_after"])
-        if "body" in self.fault:
-            return web.Response(
-                status=status, text=str(self.fault["body"]), headers=headers, content_type="text/html"
-            )
-        return web.json_response(
-            {"data": [], "errors": ["internal server error"]}, status=status, headers=headers
-        )
-
-    async def handle_fault(self, request: web.Request) -> web.Response:
-        self.fault = await request.json()
-        return web.json_response(self.fault)
-
     def app(self) -> web.Application:
-        app = web.Application()
+        app = self.faults.application()
         app.router.add_get("/streaming/statistics/stream/viewers", self.handle_viewers)
-        app.router.add_post("/_sim/fault", self.handle_fault)
         return app
 
     def demo_sources(self, base_url: str) -> list[dict[str, Any]]:

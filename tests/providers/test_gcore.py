@@ -150,3 +150,14 @@ async def test_simulator_answers_documented_400_without_from_and_to(serve_app, f
             "data": [],
             "errors": ["from: query param is not set", "to: query param is not set"],
         }
+
+
+async def test_simulator_fault_injection_answers_with_the_documented_500_body(serve_app, fetcher) -> None:
+    simulator = GcoreSimulator(api_key="77$demo")
+    base_url = await serve_app(simulator.app())
+    simulator.faults.fault = {"status": 500, "times": 1}
+    gcore = provider(base_url=base_url, api_key="77$demo", stream_ids=[101])
+    failed = await gcore.poll(fetcher, datetime.now(UTC))
+    assert failed.failures["101"].reason == "internal server error"
+    recovered = await gcore.poll(fetcher, datetime.now(UTC))
+    assert recovered.ok
