@@ -31,6 +31,7 @@ from exporter.state import StateFiles
 log = logging.getLogger(__name__)
 
 USER_AGENT = f"livestream-exporter/{__version__}"
+DEFAULT_RATE_LIMIT_PAUSE = 60.0
 
 
 @dataclass
@@ -78,9 +79,16 @@ class Scheduler:
         self._limiters: dict[tuple[str, str], SlidingWindowLimiter] = {}
         self._aps: AsyncIOScheduler | None = None
         known = providers()
+        shared_defaults = {
+            name: seconds
+            for provider_name, provider_class in known.items()
+            for name, seconds in provider_class.default_intervals(
+                [source for source in config.sources if source.provider == provider_name]
+            ).items()
+        }
         for settings in config.sources:
             provider = known[settings.provider](settings)
-            interval = settings.interval or provider.default_interval()
+            interval = settings.interval or shared_defaults.get(settings.name) or provider.default_interval()
             identity = SourceIdentity(settings.name, settings.provider, tuple(settings.labels.items()))
             self.sources[settings.name] = SourceRuntime(provider, identity, interval, metrics)
 
@@ -149,6 +157,7 @@ class Scheduler:
         now = time.time()
         runtime.polls += 1
         self.store.apply(name, result, now)
+        self._pause_if_rate_limited(runtime, result)
         if result.rejected_points:
             self.metrics.rejected_points.labels(*labels).inc(result.rejected_points)
         if result.credits_spent:
@@ -169,6 +178,18 @@ class Scheduler:
         self._save_state(runtime)
         self._note_next_poll(runtime)
         return result.ok
+
+    def _pause_if_rate_limited(self, runtime: SourceRuntime, result: PollResult) -> None:
+        """A 429 pauses every source on the same credential: for the vendor's Retry-After, or
+        a minute when it gave none (the shortest window vendors state their limits in)."""
+        pauses = [
+            error.retry_after if error.retry_after is not None else DEFAULT_RATE_LIMIT_PAUSE
+            for error in result.failures.values()
+            if error.rate_limited
+        ]
+        limiter = self._limiter(runtime.provider)
+        if pauses and limiter is not None:
+            limiter.pause(max(pauses))
 
     def _report_failures(self, runtime: SourceRuntime, result: PollResult) -> None:
         """Log each distinct reason once until the source recovers."""

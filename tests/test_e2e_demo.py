@@ -42,7 +42,7 @@ def test_demo_output_passes_promtool_check_metrics(run_exporter) -> None:
 
 def test_openmetrics_is_served_when_asked_and_gzip_decodes_to_the_same_body(run_exporter) -> None:
     exporter = run_exporter("--demo")
-    exporter.wait_until(lambda: "livestream_unique_viewers{" in exporter.metrics())
+    exporter.wait_until(lambda: http_get(f"{exporter.base_url}/-/ready")[0] == 200)
     accept = {"Accept": "application/openmetrics-text;version=1.0.0,text/plain;version=0.0.4;q=0.5"}
     status, headers, plain = http_get(f"{exporter.base_url}/metrics", accept)
     assert status == 200

@@ -192,6 +192,12 @@ class Provider(ABC):
         """Rules across this vendor's sources (a shared rate budget): (source, key, message) each."""
         return []
 
+    @classmethod
+    def default_intervals(cls, sources: list[SourceSettings]) -> dict[str, float]:
+        """Default intervals that depend on this vendor's other sources (a shared rate budget),
+        by source name; a source left out, or one with its own `interval`, is not affected."""
+        return {}
+
     @property
     def base_url(self) -> str:
         return (self.settings.base_url or self.default_base_url).rstrip("/")

@@ -1,0 +1,186 @@
+"""NAVER Cloud Video Player Enhancement, Media Analytics: player-measured current viewers.
+
+Follows provider-docs/naver-vpe-current-viewers.md (`GET /v1/charts/currentViewers`, headers
+`x-api-key` and `x-project-id`, query `device` and `videoType`) and naver-vpe-notes.md (failures
+answered with HTTP 200 and `{"error": {"errorCode", "message"}}`; `logDate` carries no zone).
+The answer holds an hour of one-minute points, newest first; the point with the newest
+`logDate` is published, whatever the order, with the requested filters as labels:
+
+    livestream_concurrent_viewers{device="PC,Mobile",video_type="VOD,LIVE"} 1520
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC, datetime
+from typing import Annotated, Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import AfterValidator
+
+from exporter.providers import register
+from exporter.providers.base import (
+    Answer,
+    Fetcher,
+    InvalidBody,
+    PollError,
+    PollResult,
+    Provider,
+    Sample,
+    poll_units,
+)
+from exporter.settings import SecretStr, SourceSettings, one_of
+
+log = logging.getLogger(__name__)
+
+PATH = "/v1/charts/currentViewers"
+LOG_DATE_FORMAT = "%Y-%m-%d %H:%M:%S"
+DEFAULT_INTERVAL = 60.0
+FUTURE_TOLERANCE = 300.0
+"""A newest point this far ahead of our clock is more than skew: `timezone` is likely wrong."""
+MAX_AGE = 3600.0
+"""The answer covers the last hour; a newest point older than that points at `timezone` too."""
+
+
+def _not_empty(value: str) -> str:
+    if not value.strip():
+        raise ValueError("must not be empty")
+    return value
+
+
+def _iana_zone(value: str) -> str:
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError("must be an IANA time zone name such as Asia/Seoul or UTC") from None
+    return value
+
+
+class NaverSettings(SourceSettings):
+    api_key: SecretStr
+    project_id: Annotated[str, AfterValidator(_not_empty)]
+    device: one_of("PC,Mobile", "PC", "Mobile") = "PC,Mobile"  # type: ignore[valid-type]
+    video_type: one_of("VOD,LIVE", "VOD", "LIVE") = "VOD,LIVE"  # type: ignore[valid-type]
+    timezone: Annotated[str, AfterValidator(_iana_zone)] = "Asia/Seoul"
+
+
+def log_date_to_unix(value: Any, zone: ZoneInfo) -> float | None:
+    """`2025-10-09 16:23:00` read as wall-clock time in `zone`, to Unix time; None if malformed."""
+    if not isinstance(value, str):
+        return None
+    try:
+        local = datetime.strptime(value, LOG_DATE_FORMAT)
+    except ValueError:
+        return None
+    if local.strftime(LOG_DATE_FORMAT) != value:
+        return None
+    return local.replace(tzinfo=zone).timestamp()
+
+
+def _vendor_error(body: Any) -> str | None:
+    """`errorCode: message` from an `{"error": {...}}` body, which NAVER sends even with HTTP 200."""
+    error = body.get("error") if isinstance(body, dict) else None
+    if error is None:
+        return None
+    if isinstance(error, dict):
+        return f"{error.get('errorCode', 'error')}: {error.get('message') or 'no message'}"
+    return f"error: {error}"
+
+
+def error_reason(answer: Answer) -> str:
+    try:
+        body = answer.json()
+    except PollError:
+        body = None
+    reason = _vendor_error(body)
+    if reason:
+        return reason
+    if isinstance(body, dict) and "code" in body:
+        return f"code {body['code']}: {body.get('message') or 'no message'}"
+    return "rate limit exceeded" if answer.status == 429 else f"HTTP {answer.status}"
+
+
+@register
+class Naver(Provider):
+    name = "naver"
+    settings_model = NaverSettings
+    default_base_url = "https://ma-dashboard-api.vpe.naverncp.com"
+    settings: NaverSettings
+
+    def __init__(self, settings: SourceSettings) -> None:
+        super().__init__(settings)
+        self.zone = ZoneInfo(self.settings.timezone)
+        self._warned_about_zone = False
+
+    def default_interval(self) -> float:
+        """Points are one minute apart."""
+        return DEFAULT_INTERVAL
+
+    def params(self) -> dict[str, str]:
+        return {"device": self.settings.device, "videoType": self.settings.video_type}
+
+    async def poll(self, fetch: Fetcher, now: datetime) -> PollResult:
+        url = f"{self.base_url}{PATH}"
+        headers = {
+            "x-api-key": self.settings.api_key.get_secret_value(),
+            "x-project-id": self.settings.project_id,
+        }
+
+        async def poll_chart(unit: str, result: PollResult) -> list[Sample]:
+            async with fetch.get("current_viewers", url, params=self.params(), headers=headers) as answer:
+                if answer.status != 200:
+                    raise PollError(error_reason(answer), status=answer.status, retry_after=answer.retry_after)
+                return self.parse(answer.json(), now.timestamp(), result)
+
+        return await poll_units(self.active_units(), poll_chart)
+
+    def parse(self, body: Any, now: float, result: PollResult) -> list[Sample]:
+        """Only a body with a `result` list and no `error` is a success (NAVER answers most
+        failures with HTTP 200); the point with the newest `logDate` becomes the sample."""
+        if not isinstance(body, dict):
+            raise InvalidBody("expected a JSON object")
+        reason = _vendor_error(body)
+        if reason:
+            raise PollError(reason, status=200)
+        code, points = body.get("code"), body.get("result")
+        if (code is not None and str(code) != "200") or not isinstance(points, list):
+            message = body.get("message") or "no message"
+            missing = "" if isinstance(points, list) else " (no result list)"
+            raise PollError(f"code {code}: {message}{missing}", status=200)
+        newest: tuple[float, float] | None = None
+        for point in points:
+            ts = log_date_to_unix(point.get("logDate"), self.zone) if isinstance(point, dict) else None
+            value = point.get("currentViewerCnt") if isinstance(point, dict) else None
+            if ts is None or not isinstance(value, int | float) or isinstance(value, bool):
+                result.rejected_points += 1
+                continue
+            if newest is None or ts > newest[0]:
+                newest = (ts, float(value))
+        if newest is None:
+            return []
+        result.note_timestamp(newest[0])
+        self._check_zone(newest[0], now)
+        return [
+            Sample.of(
+                "livestream_concurrent_viewers",
+                newest[1],
+                device=self.settings.device,
+                video_type=self.settings.video_type,
+            )
+        ]
+
+    def _check_zone(self, newest: float, now: float) -> None:
+        """Warn once (until it is plausible again) when the newest point, read in `timezone`,
+        is in the future or hours old: the usual sign of a wrong zone."""
+        implausible = newest - now > FUTURE_TOLERANCE or now - newest > MAX_AGE
+        if implausible and not self._warned_about_zone:
+            log.warning(
+                "newest logDate read in the configured timezone is %s; check the `timezone` key",
+                "in the future" if newest > now else "over an hour old",
+                extra={
+                    "source": self.settings.name,
+                    "timezone": self.settings.timezone,
+                    "newest_point": datetime.fromtimestamp(newest, UTC).isoformat(),
+                },
+            )
+        self._warned_about_zone = implausible
