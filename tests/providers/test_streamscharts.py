@@ -16,8 +16,18 @@ from aiohttp import web
 from exporter.config import ConfigError, load_config
 from exporter.demo.streamscharts import StreamsChartsSimulator
 from exporter.providers.base import PollResult, Sample
-from exporter.providers.streamscharts import StreamsCharts, StreamsChartsSettings
-from tests.conftest import fixture_json
+from exporter.providers.cloudflare import COUNTERS
+from exporter.providers.streamscharts import (
+    CHAT_METRICS,
+    EXTRA_METRICS,
+    GAME_METRICS,
+    STANDARD_METRICS,
+    SUBS_METRICS,
+    TOP_GAME_RATIO,
+    StreamsCharts,
+    StreamsChartsSettings,
+)
+from tests.conftest import REPO_ROOT, fixture_json
 
 CLIENT_ID, TOKEN = "cid-0123456789", "tok-abcdefghij"
 SHROUD = {"platform": "twitch", "channel": "shroud", "stream_id": "41976921163"}
@@ -390,6 +400,18 @@ async def test_a_followed_channel_uses_the_single_channel_route_for_today(serve_
     assert fetcher.observer_record.requests == [("channel_today", "200")]
 
 
+async def test_a_followed_channels_counters_start_a_new_part_each_utc_day(serve_app, fetcher) -> None:
+    vendor = FakeVendor({"channel": {"data": {"hours_watched": 10, "followers_gain": 3}}})
+    streams_charts = provider(
+        base_url=await serve_app(vendor.app()), streams=[], channels=[{"platform": "kick", "channel": "xqc"}]
+    )
+    parts = []
+    for when in (NOW, NOW + timedelta(hours=12), NOW + timedelta(hours=13)):
+        result = await streams_charts.poll(fetcher, when)
+        parts.append({s.part for s in result.samples["kick/xqc/today/standard"] if s.name.endswith("_total")})
+    assert parts == [{"2024-05-01"}, {"2024-05-02"}, {"2024-05-02"}]
+
+
 async def test_vendor_error_message_becomes_the_failure_reason(serve_app, fetcher) -> None:
     vendor = FakeVendor({"standard": {"message": "Stream not found"}}, status=404)
     result = await provider(base_url=await serve_app(vendor.app())).poll(fetcher, NOW)
@@ -645,3 +667,11 @@ async def test_simulator_fault_injection_uses_its_error_body(serve_app, fetcher)
     assert [e.reason for e in failed.failures.values()] == ["Service unavailable"]
     assert failed.credits_spent == 0
     assert (await streams_charts.poll(fetcher, datetime.now(UTC))).credits_spent == 1
+
+
+def test_every_metric_of_both_vendors_is_in_the_readme_metric_table() -> None:
+    rows = [line for line in (REPO_ROOT / "README.md").read_text().splitlines() if line.startswith("| `livestream_")]
+    documented = {row.split("`")[1] for row in rows}
+    names = {m.name for m in (*STANDARD_METRICS, *EXTRA_METRICS, *GAME_METRICS, *SUBS_METRICS, *CHAT_METRICS)}
+    names |= {TOP_GAME_RATIO, "livestream_stream_info", *COUNTERS.values(), *(f.name for f in StreamsCharts.families)}
+    assert names - documented == set()
