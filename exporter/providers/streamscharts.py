@@ -24,7 +24,7 @@ import logging
 import math
 import re
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Annotated, Any
@@ -463,6 +463,15 @@ class Parser:
         return self.samples
 
 
+@dataclass
+class _Tally:
+    """What the concurrent unit calls of one poll add up to."""
+
+    result: PollResult
+    spent: int = 0
+    refused: list[Unit] = field(default_factory=list)
+
+
 @register
 class StreamsCharts(Provider):
     name = "streamscharts"
@@ -531,9 +540,7 @@ class StreamsCharts(Provider):
     async def poll(self, fetch: Fetcher, now: datetime) -> PollResult:
         """Units sharing a ledger key (a channel and set) are called one after another, so the first of
         them is the one charged the first-call price; different keys are called concurrently."""
-        result = PollResult()
-        spent = [0]
-        refused: list[Unit] = []
+        tally = _Tally(PollResult())
         groups: dict[str, list[Unit]] = {}
         for unit in self.active_unit_objects():
             groups.setdefault(unit.ledger_key, []).append(unit)
@@ -544,24 +551,21 @@ class StreamsCharts(Provider):
 
         async def run(units: list[Unit]) -> None:
             for unit in units:
-                await self.poll_unit(unit, fetch, headers, now, result, spent, refused)
+                await self.poll_unit(unit, fetch, headers, now, tally)
 
         await asyncio.gather(*(run(units) for units in groups.values()))
-        result.credits_spent = spent[0] / 100
+        result = tally.result
+        result.credits_spent = tally.spent / 100
         result.credits_remaining = self.ledger.remaining(now.timestamp())
-        self.note_pause(refused, now.timestamp())
+        self.note_pause(tally.refused, now.timestamp())
         return result
 
     async def poll_unit(
-        self,
-        unit: Unit,
-        fetch: Fetcher,
-        headers: dict[str, str],
-        now: datetime,
-        result: PollResult,
-        spent: list[int],
-        refused: list[Unit],
+        self, unit: Unit, fetch: Fetcher, headers: dict[str, str], now: datetime, tally: _Tally
     ) -> None:
+        """Serve an ended stream from memory, or book the call and make it; a refused call serves
+        the unit's last values. Outside testing mode the answer is remembered."""
+        result = tally.result
         testing = self.settings.testing_mode
         if not testing and unit.key in self.finished:
             result.samples[unit.key] = self.last[unit.key]
@@ -570,17 +574,14 @@ class StreamsCharts(Provider):
         if not testing:
             charge = self.ledger.reserve(unit.ledger_key, unit.price, now.timestamp())
             if charge is None:
-                refused.append(unit)
+                tally.refused.append(unit)
                 result.samples[unit.key] = self.last.get(unit.key, [])
                 return
-        params = {"platform": unit.platform}
-        if unit.stream is None:
-            params["time"] = "today"
-        if testing:
-            params["testing_mode"] = "true"
         answered = False
         try:
-            async with fetch.get(unit.endpoint, self.base_url + unit.path(), params=params, headers=headers) as answer:
+            async with fetch.get(
+                unit.endpoint, self.base_url + unit.path(), params=self.params(unit), headers=headers
+            ) as answer:
                 if answer.status != 200:
                     raise PollError(error_reason(answer), status=answer.status, retry_after=answer.retry_after)
                 answered = True
@@ -589,16 +590,23 @@ class StreamsCharts(Provider):
             result.failures[unit.key] = error
             return
         finally:
-            if charge is not None:
-                if answered:
-                    spent[0] += charge.cost
-                else:
-                    self.ledger.refund(charge)
+            if charge is not None and answered:
+                tally.spent += charge.cost
+            elif charge is not None:
+                self.ledger.refund(charge)
         result.samples[unit.key] = samples
         if not testing:
             self.last[unit.key] = samples
             if ended:
                 self.finished.add(unit.key)
+
+    def params(self, unit: Unit) -> dict[str, str]:
+        params = {"platform": unit.platform}
+        if unit.stream is None:
+            params["time"] = "today"
+        if self.settings.testing_mode:
+            params["testing_mode"] = "true"
+        return params
 
     def parse(self, unit: Unit, body: Any, now: datetime, result: PollResult) -> tuple[list[Sample], bool]:
         """Samples of one answer, and whether the stream has ended for good.
