@@ -112,6 +112,8 @@ class Scheduler:
             self.store.add_source(runtime.identity, saved)
             runtime.provider.restore_state(saved.get("provider"))
             self.metrics.add_source(runtime.name, runtime.identity.provider, runtime.interval)
+            if runtime.provider.spends_credits:
+                self.metrics.credits_spent.labels(runtime.name, runtime.identity.provider)
 
     def start(self) -> None:
         """Schedule every source; the first poll of each runs now."""
@@ -162,6 +164,8 @@ class Scheduler:
             self.metrics.rejected_points.labels(*labels).inc(result.rejected_points)
         if result.credits_spent:
             self.metrics.credits_spent.labels(*labels).inc(result.credits_spent)
+        if result.credits_remaining is not None:
+            self.metrics.credits_remaining.labels(*labels).set(result.credits_remaining)
         if result.newest_timestamp is not None:
             self.metrics.newest_sample.labels(*labels).set(result.newest_timestamp)
         self.metrics.source_up.labels(*labels).set(1 if result.ok else 0)

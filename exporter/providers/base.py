@@ -65,7 +65,9 @@ class PollResult:
 
     `samples` maps each unit that answered to its samples; `failures` maps each unit that
     did not to a one-line reason fit for a log (never a secret). `newest_timestamp` is the
-    Unix time of the newest vendor data point published (freshness).
+    Unix time of the newest vendor data point published (freshness). `credits_spent` is what
+    this poll's calls cost; `credits_remaining`, when not None, is what is left of the
+    source's credit budget (the scheduler publishes both).
     """
 
     samples: dict[str, list[Sample]] = field(default_factory=dict)
@@ -73,6 +75,7 @@ class PollResult:
     newest_timestamp: float | None = None
     rejected_points: int = 0
     credits_spent: float = 0.0
+    credits_remaining: float | None = None
 
     @property
     def ok(self) -> bool:
@@ -170,6 +173,8 @@ class Provider(ABC):
     default_base_url: ClassVar[str]
     families: ClassVar[tuple[MetricFamily, ...]] = ()
     rate_limits: ClassVar[tuple[RateLimit, ...]] = ()
+    spends_credits: ClassVar[bool] = False
+    """True for vendors that charge per call: `credits_spent_total` then starts at 0."""
 
     def __init__(self, settings: SourceSettings) -> None:
         self.settings = settings

@@ -1,0 +1,231 @@
+"""Cloudflare RealtimeKit day-wise livestream analytics: sessions, ingest and viewer seconds.
+
+Follows provider-docs/cloudflare-realtimekit-livestream-daywise.md
+(`GET /accounts/{account_id}/realtime/kit/{app_id}/analytics/livestreams/daywise`) and
+cloudflare-notes.md (Bearer token, `success: false` bodies, 1200 requests per 5 minutes).
+
+The vendor answers one running total per day. Each day becomes one *part* of a counter (the
+metrics layer keeps the highest value seen per day and publishes their sum), so today's total
+grows during the day, a new day starts at its own value, and neither a downward revision nor a
+day leaving the query window makes the counter go down:
+
+    livestream_sessions_total{source="cf",provider="cloudflare"} 4
+    livestream_ingest_seconds_total{source="cf",provider="cloudflare"} 531
+    livestream_viewer_seconds_total{source="cf",provider="cloudflare"} 116
+
+Days are taken to be UTC days (the vendor does not say); each poll asks from midnight UTC of
+yesterday, so late revisions of yesterday still count, or from the last day a poll covered
+before a restart (at most `MAX_CATCH_UP_DAYS` back), so days missed while down are added.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from datetime import UTC, date, datetime, time, timedelta
+from typing import Annotated, Any
+from urllib.parse import quote
+
+from pydantic import AfterValidator
+
+from exporter.providers import register
+from exporter.providers.base import (
+    Answer,
+    Fetcher,
+    InvalidBody,
+    PollError,
+    PollResult,
+    Provider,
+    RateLimit,
+    Sample,
+)
+from exporter.settings import SecretStr, SourceSettings
+
+DEFAULT_INTERVAL = 300.0
+MAX_CATCH_UP_DAYS = 31
+UNIT = "daywise"
+COUNTERS = {
+    "count": "livestream_sessions_total",
+    "total_ingest_seconds": "livestream_ingest_seconds_total",
+    "total_viewer_seconds": "livestream_viewer_seconds_total",
+}
+_DATE_PREFIX = re.compile(r"^\d{4}-\d{2}-\d{2}")
+
+
+def _path_segment(value: str) -> str:
+    if not re.fullmatch(r"[A-Za-z0-9_-]+", value):
+        raise ValueError("must be a Cloudflare identifier (letters, digits, - and _)")
+    return value
+
+
+PathSegment = Annotated[str, AfterValidator(_path_segment)]
+
+
+class CloudflareSettings(SourceSettings):
+    api_token: SecretStr
+    account_id: PathSegment
+    app_id: PathSegment
+    filters: str | None = None
+
+
+def failure_reason(body: Any, status: int) -> str:
+    """`code: message` of each entry of a v4 `errors` list, else the HTTP status."""
+    errors = body.get("errors") if isinstance(body, dict) else None
+    if isinstance(errors, list) and errors:
+        parts = []
+        for error in errors:
+            if isinstance(error, dict) and error.get("message"):
+                code = error.get("code")
+                parts.append(f"{code}: {error['message']}" if code is not None else str(error["message"]))
+            else:
+                parts.append(str(error))
+        return "; ".join(parts)
+    return "rate limited" if status == 429 else f"HTTP {status}"
+
+
+def entry_day(entry: dict[str, Any]) -> date | None:
+    """The entry's `date` as a day (`2023-07-15`, or an ISO timestamp's date part)."""
+    value = entry.get("date")
+    if not isinstance(value, str) or not _DATE_PREFIX.match(value):
+        return None
+    try:
+        return date.fromisoformat(value[:10])
+    except ValueError:
+        return None
+
+
+def _total(value: Any) -> float | None:
+    if isinstance(value, int | float) and not isinstance(value, bool) and value >= 0:
+        return float(value)
+    return None
+
+
+def day_start(day: date) -> datetime:
+    return datetime.combine(day, time(), UTC)
+
+
+@register
+class Cloudflare(Provider):
+    name = "cloudflare"
+    settings_model = CloudflareSettings
+    default_base_url = "https://api.cloudflare.com/client/v4"
+    rate_limits = (RateLimit(1200, 300.0),)
+    settings: CloudflareSettings
+
+    def __init__(self, settings: CloudflareSettings) -> None:
+        super().__init__(settings)
+        self.covered_day: date | None = None
+
+    def default_interval(self) -> float:
+        """Day-wise totals move slowly; one call per 5 minutes is 60 of the token's 1200 per 5 minutes
+        even for 20 sources sharing one token."""
+        return DEFAULT_INTERVAL
+
+    def units(self) -> list[str]:
+        return [UNIT]
+
+    def rate_limit_key(self) -> str:
+        """Cloudflare counts requests per token; a digest keeps the token itself out of the key."""
+        return hashlib.sha256(self.settings.api_token.get_secret_value().encode()).hexdigest()[:16]
+
+    def first_day(self, today: date) -> date:
+        """Yesterday, or the day the last successful poll covered when that is older (catch-up)."""
+        first = today - timedelta(days=1)
+        if self.covered_day is not None and self.covered_day < first:
+            first = max(self.covered_day, today - timedelta(days=MAX_CATCH_UP_DAYS))
+        return first
+
+    def params(self, now: datetime) -> dict[str, str]:
+        params = {
+            "start_time": str(int(day_start(self.first_day(now.astimezone(UTC).date())).timestamp())),
+            "end_time": str(int(now.timestamp())),
+        }
+        if self.settings.filters:
+            params["filters"] = self.settings.filters
+        return params
+
+    @property
+    def url(self) -> str:
+        account, app = quote(self.settings.account_id), quote(self.settings.app_id)
+        return f"{self.base_url}/accounts/{account}/realtime/kit/{app}/analytics/livestreams/daywise"
+
+    async def poll(self, fetch: Fetcher, now: datetime) -> PollResult:
+        if not self.active_units():
+            return PollResult()
+        headers = {"Authorization": f"Bearer {self.settings.api_token.get_secret_value()}"}
+        result = PollResult()
+        try:
+            async with fetch.get("livestreams_daywise", self.url, params=self.params(now), headers=headers) as answer:
+                data = self.data_of(answer)
+                result.samples[UNIT] = self.parse(data, now, result)
+        except PollError as error:
+            result.failures[UNIT] = error
+            return result
+        self.covered_day = now.astimezone(UTC).date()
+        return result
+
+    @staticmethod
+    def data_of(answer: Answer) -> list[Any]:
+        """The `data` list of a successful answer; anything else is a failed poll."""
+        if answer.status != 200:
+            try:
+                body = answer.json()
+            except PollError:
+                body = None
+            raise PollError(failure_reason(body, answer.status), status=answer.status, retry_after=answer.retry_after)
+        body = answer.json()
+        if not isinstance(body, dict):
+            raise InvalidBody("expected a JSON object with `data` and `success`")
+        if body.get("success") is False:
+            raise PollError(failure_reason(body, answer.status), status=answer.status)
+        data = body.get("data")
+        if not isinstance(data, list):
+            raise InvalidBody("answer has no `data` list")
+        return data
+
+    def parse(self, data: list[Any], now: datetime, result: PollResult) -> list[Sample]:
+        """Each entry's totals as counter parts keyed by its date.
+
+        An entry without a usable `date` is skipped and counted as rejected: a total that
+        belongs to no known day cannot be told apart from the same total on the next poll.
+        Today always yields its parts (0 while the vendor has no entry for it yet), so the
+        counters exist, and keep their value, even while the window holds no sessions.
+        """
+        today = now.astimezone(UTC).date()
+        samples: list[Sample] = []
+        newest: date | None = None
+        for entry in data:
+            day = entry_day(entry) if isinstance(entry, dict) else None
+            if day is None:
+                result.rejected_points += 1
+                continue
+            usable = True
+            for field, metric in COUNTERS.items():
+                if entry.get(field) is None:
+                    continue
+                value = _total(entry[field])
+                if value is None:
+                    usable = False
+                    continue
+                samples.append(Sample.of(metric, value, part=day.isoformat()))
+            if not usable:
+                result.rejected_points += 1
+            if newest is None or day > newest:
+                newest = day
+        present = {sample.name for sample in samples if sample.part == today.isoformat()}
+        samples.extend(
+            Sample.of(metric, 0.0, part=today.isoformat()) for metric in COUNTERS.values() if metric not in present
+        )
+        if newest is not None:
+            result.note_timestamp(min(now.timestamp(), day_start(newest + timedelta(days=1)).timestamp()))
+        return samples
+
+    def export_state(self) -> dict[str, Any] | None:
+        return {"covered_day": self.covered_day.isoformat()} if self.covered_day else None
+
+    def restore_state(self, state: dict[str, Any] | None) -> None:
+        value = state.get("covered_day") if isinstance(state, dict) else None
+        try:
+            self.covered_day = date.fromisoformat(value) if isinstance(value, str) else None
+        except ValueError:
+            self.covered_day = None

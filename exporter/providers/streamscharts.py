@@ -1,0 +1,671 @@
+"""Streams Charts: per-stream statistics of five metric sets, channels' figures of today, credits.
+
+Follows provider-docs/streamscharts-single-stream-stats.md (routes, `platform`, `Client-ID` and
+`Token` headers, YouTube channels by channel ID, the five sets and their prices, the platforms'
+"Excluding" lists) and streamscharts-notes.md (`testing_mode=true`, the single-channel route
+`/api/jazz/channels/{name}?platform=...&time=today` and its prices).
+
+Every (stream, metric set) and every followed channel is one unit, so sharding can split them.
+Each call is booked in a `CreditLedger` before it is made: the first call for a channel and set
+in 30 days costs the set's first price, each further one its next price, and a `credits_budget`
+refuses a call that would take the last 30 days' spending past it. A refused unit keeps serving
+its last values. A stream whose `stream_end` lies more than `SETTLE_SECONDS` in the past cannot
+change any more: it is read once, then served from memory and the state file, never called again.
+
+    livestream_viewer_seconds_total{platform="twitch",channel="shroud",stream="41976921163"} 417261600
+    livestream_stream_info{platform="twitch",channel="shroud",stream="41976921163",title="making my
+        sorc NOW also check out !announcement",language="en",top_game="Diablo IV",channel_id="37402112"} 1
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Annotated, Any
+from urllib.parse import quote
+
+from pydantic import BeforeValidator, Field, PositiveFloat, ValidationInfo, field_validator
+
+from exporter.credits import PERIOD_SECONDS, CreditLedger, Price, hundredths
+from exporter.providers import register
+from exporter.providers.base import (
+    Answer,
+    Fetcher,
+    InvalidBody,
+    Labels,
+    MetricFamily,
+    PollError,
+    PollResult,
+    Provider,
+    Sample,
+)
+from exporter.settings import SecretStr, SourceSettings, StrictModel, one_of
+
+log = logging.getLogger(__name__)
+
+PLATFORMS = (
+    "twitch",
+    "youtube",
+    "kick",
+    "rumble",
+    "trovo",
+    "nimo",
+    "bigo",
+    "nonolive",
+    "afreecatv",
+    "mildom",
+    "chzzk",
+    "soop",
+    "steam",
+)
+METRIC_SETS = ("standard", "extra", "games", "subs", "chat")
+SET_PLATFORMS = {
+    "standard": PLATFORMS,
+    "extra": ("twitch",),
+    "games": tuple(p for p in PLATFORMS if p != "rumble"),
+    "subs": ("twitch",),
+    "chat": ("twitch", "youtube", "kick"),
+}
+SET_ROUTES = {
+    "standard": "streams/{id}",
+    "extra": "streams-extra/{id}",
+    "games": "streams-extra/{id}/games",
+    "subs": "streams-extra/{id}/subs",
+    "chat": "streams-extra/{id}/chat",
+}
+STREAM_PRICES = {
+    "standard": Price(100, 20),
+    "extra": Price(200, 40),
+    "games": Price(200, 40),
+    "subs": Price(100, 20),
+    "chat": Price(100, 40),
+}
+CHANNEL_PRICE = Price(100, 10)
+"""The single-channel route, standard set, for windows of 14 days or less (`today`)."""
+SUPERSEDE_STANDARD = ("games", "extra")
+"""Sets whose answer already holds every standard field: with one of them, standard is not called."""
+EXCLUDED = {
+    **dict.fromkeys(("nimo", "bigo", "nonolive", "afreecatv", "chzzk", "soop", "steam"), frozenset({"followers_gain"})),
+    "rumble": frozenset({"followers_gain", "top_game_by_hw", "top_game_by_hw_%"}),
+}
+SETTLE_SECONDS = 1800.0
+MIN_INTERVAL = 300.0
+NO_BUDGET_INTERVAL = 900.0
+MAX_INTERVAL = 86400.0
+YOUTUBE_CHANNEL_ID = re.compile(r"UC[A-Za-z0-9_-]{22}")
+
+
+@dataclass(frozen=True, slots=True)
+class Metric:
+    """One numeric vendor field: its JSON key, our family, the factor to base units (minutes and
+    hours to seconds; a percentage to a 0-1 ratio, divided in decimal so 81.7 % reads 0.817),
+    extra labels."""
+
+    key: str
+    name: str
+    scale: int = 1
+    labels: Labels = ()
+    percent: bool = False
+
+    def convert(self, value: float) -> float:
+        if self.percent:
+            return float(Decimal(repr(value)) / 100)
+        return value * self.scale
+
+
+STANDARD_METRICS = (
+    Metric("hours_watched", "livestream_viewer_seconds_total", 3600),
+    Metric("airtime_in_m", "livestream_airtime_seconds", 60),
+    Metric("peak_viewers", "livestream_peak_viewers"),
+    Metric("average_viewers", "livestream_average_viewers"),
+    Metric("followers_gain", "livestream_followers_gained_total"),
+)
+EXTRA_METRICS = (
+    Metric("live_views", "livestream_live_views_total"),
+    Metric("unique_viewers", "livestream_stream_unique_viewers"),
+    Metric("unique_auth_viewers", "livestream_unique_authenticated_viewers"),
+    Metric("peak_auth_viewers", "livestream_peak_authenticated_viewers"),
+    Metric("auth_viewers_average_view_duration_in_m", "livestream_authenticated_average_view_duration_seconds", 60),
+    Metric("authorized_to_all_viewers_ratio_%", "livestream_authenticated_viewers_ratio", percent=True),
+    Metric("viewers_from_last_stream_%", "livestream_viewers_from_last_stream_ratio", percent=True),
+    Metric("returned_viewers_%", "livestream_returned_viewers_ratio", percent=True),
+    Metric("estimated_audience", "livestream_estimated_audience"),
+    Metric(
+        "estimated_audience_average_view_duration_in_m",
+        "livestream_estimated_audience_average_view_duration_seconds",
+        60,
+    ),
+)
+GAME_METRICS = (
+    Metric("hours_watched", "livestream_game_viewer_seconds_total", 3600),
+    Metric("peak_viewers", "livestream_game_peak_viewers"),
+    Metric("average_viewers", "livestream_game_average_viewers"),
+    Metric("airtime_in_m", "livestream_game_airtime_seconds", 60),
+    Metric("followers_gain", "livestream_game_followers_gained_total"),
+)
+SUBS_METRICS = (
+    Metric("total_subs", "livestream_subscriptions_total"),
+    Metric("new_subs", "livestream_new_subscriptions_total"),
+    Metric("re_subs", "livestream_resubscriptions_total"),
+    Metric("paid_subs", "livestream_paid_subscriptions_total"),
+    Metric("gifted_subs", "livestream_gifted_subscriptions_total"),
+    Metric("prime_subs", "livestream_tier_subscriptions_total", labels=(("tier", "prime"),)),
+    Metric("tier_1_subs", "livestream_tier_subscriptions_total", labels=(("tier", "1"),)),
+    Metric("tier_2_subs", "livestream_tier_subscriptions_total", labels=(("tier", "2"),)),
+    Metric("tier_3_subs", "livestream_tier_subscriptions_total", labels=(("tier", "3"),)),
+    Metric("min_income_from_subs_in_$", "livestream_subscription_income_min_usd"),
+    Metric("max_income_from_subs_in_$", "livestream_subscription_income_max_usd"),
+)
+CHAT_METRICS = (
+    Metric("total_messages", "livestream_chat_messages_total"),
+    Metric("total_words_count", "livestream_chat_words_total"),
+    Metric("active_chatters", "livestream_chat_active_chatters"),
+    Metric("passive_chatters", "livestream_chat_passive_chatters"),
+    Metric("messages_per_chatter", "livestream_chat_messages_per_chatter"),
+    Metric("chat_engagement_rate_%", "livestream_chat_engagement_ratio", percent=True),
+    Metric("chatters_with_1_message", "livestream_chat_single_message_chatters"),
+    Metric("chatters_with_2+_message", "livestream_chat_multi_message_chatters"),
+    Metric("cheer_messages", "livestream_chat_cheer_messages_total"),
+    Metric("cheer_chatters", "livestream_chat_cheer_chatters"),
+    Metric("total_bits", "livestream_chat_cheer_amount_total"),
+    Metric("income_from_bits_in_$", "livestream_chat_cheer_income_usd"),
+    Metric("bits_per_cheered_message", "livestream_chat_cheer_amount_per_message"),
+    Metric("bits_per_cheered_chatter", "livestream_chat_cheer_amount_per_chatter"),
+    Metric("active_chatters_to_viewers_ratio_%", "livestream_chat_active_chatters_to_viewers_ratio", percent=True),
+)
+TOP_GAME_RATIO = "livestream_top_game_watched_ratio"
+
+_HELP = {
+    TOP_GAME_RATIO: "Share (0-1) of a stream's watch time spent on its top game (label game).",
+    "livestream_live_views_total": "Live views of a stream (Streams Charts extra set).",
+    "livestream_stream_unique_viewers": "Unique viewers over a whole stream (Streams Charts extra set).",
+    "livestream_unique_authenticated_viewers": "Unique logged-in viewers of a stream.",
+    "livestream_peak_authenticated_viewers": "Peak concurrent logged-in viewers of a stream.",
+    "livestream_authenticated_average_view_duration_seconds": "Average view duration of logged-in viewers.",
+    "livestream_authenticated_viewers_ratio": "Share (0-1) of logged-in viewers among all viewers.",
+    "livestream_viewers_from_last_stream_ratio": "Share (0-1) of viewers who also watched the previous stream.",
+    "livestream_returned_viewers_ratio": "Share (0-1) of returning viewers.",
+    "livestream_estimated_audience": "Estimated audience of a stream (unique people).",
+    "livestream_estimated_audience_average_view_duration_seconds": "Average view duration of the estimated audience.",
+    "livestream_game_viewer_seconds_total": "Seconds watched by viewers while a stream showed a game (label game).",
+    "livestream_game_peak_viewers": "Peak concurrent viewers while a stream showed a game.",
+    "livestream_game_average_viewers": "Average concurrent viewers while a stream showed a game.",
+    "livestream_game_airtime_seconds": "Seconds a stream spent on a game.",
+    "livestream_game_followers_gained_total": "Followers gained while a stream showed a game.",
+    "livestream_subscriptions_total": "Subscriptions during a stream (paid and gifted).",
+    "livestream_new_subscriptions_total": "First-time paid subscriptions during a stream.",
+    "livestream_resubscriptions_total": "Renewed paid subscriptions announced during a stream.",
+    "livestream_paid_subscriptions_total": "Paid subscriptions (new and renewed) during a stream.",
+    "livestream_gifted_subscriptions_total": "Gifted subscriptions during a stream.",
+    "livestream_tier_subscriptions_total": "Subscriptions during a stream by tier (prime, 1, 2, 3).",
+    "livestream_subscription_income_min_usd": "Lower estimate of a stream's subscription income, US dollars.",
+    "livestream_subscription_income_max_usd": "Upper estimate of a stream's subscription income, US dollars.",
+    "livestream_chat_messages_total": "Chat messages during a stream.",
+    "livestream_chat_words_total": "Words in chat messages during a stream.",
+    "livestream_chat_active_chatters": "Viewers who wrote in chat during a stream.",
+    "livestream_chat_passive_chatters": "Chat members who did not write during a stream.",
+    "livestream_chat_messages_per_chatter": "Chat messages per active chatter.",
+    "livestream_chat_engagement_ratio": "Chat engagement rate (0-1).",
+    "livestream_chat_single_message_chatters": "Active chatters who wrote exactly one message.",
+    "livestream_chat_multi_message_chatters": "Active chatters who wrote two or more messages.",
+    "livestream_chat_cheer_messages_total": "Chat messages with a cheer (bits).",
+    "livestream_chat_cheer_chatters": "Chatters who cheered.",
+    "livestream_chat_cheer_amount_total": "Twitch Bits cheered during a stream.",
+    "livestream_chat_cheer_income_usd": "Estimated income from cheered Bits, US dollars.",
+    "livestream_chat_cheer_amount_per_message": "Twitch Bits per cheer message.",
+    "livestream_chat_cheer_amount_per_chatter": "Twitch Bits per cheering chatter.",
+    "livestream_chat_active_chatters_to_viewers_ratio": "Active chatters per viewer (0-1).",
+}
+
+
+def _segment(value: Any) -> str:
+    """A channel name, channel ID or stream ID as a path segment (YAML may read an ID as a number)."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        value = str(value)
+    if not isinstance(value, str) or not value or any(c in value for c in "/?#% \t\n"):
+        raise ValueError("must be a name or ID without /, ?, #, % or spaces")
+    return value
+
+
+PathSegment = Annotated[str, BeforeValidator(_segment)]
+Platform = one_of(*PLATFORMS)
+
+
+class ChannelEntry(StrictModel):
+    platform: Platform  # type: ignore[valid-type]
+    channel: PathSegment
+
+    @field_validator("channel")
+    @classmethod
+    def youtube_by_channel_id(cls, value: str, info: ValidationInfo) -> str:
+        if info.data.get("platform") == "youtube" and not YOUTUBE_CHANNEL_ID.fullmatch(value):
+            raise ValueError("YouTube channels are addressed by channel ID (UC followed by 22 characters)")
+        return value
+
+
+class StreamEntry(ChannelEntry):
+    stream_id: PathSegment
+
+
+class StreamsChartsSettings(SourceSettings):
+    client_id: SecretStr
+    token: SecretStr
+    streams: list[StreamEntry] = Field(default_factory=list)
+    channels: list[ChannelEntry] = Field(default_factory=list)
+    metric_sets: list[one_of(*METRIC_SETS)] = Field(default_factory=lambda: ["standard"])  # type: ignore[valid-type]
+    credits_budget: PositiveFloat | None = None
+    testing_mode: bool = False
+
+    @field_validator("metric_sets")
+    @classmethod
+    def distinct_sets(cls, value: list[str]) -> list[str]:
+        if not value:
+            raise ValueError("must name at least one set")
+        if len(set(value)) != len(value):
+            raise ValueError("names a set twice")
+        return value
+
+
+@dataclass(frozen=True, slots=True)
+class Unit:
+    """One call: a stream's metric set, or a followed channel's figures of today (`stream` None).
+
+    The `carrier` unit of a stream is the one whose answer yields the standard fields and
+    `livestream_stream_info`, so those series come from exactly one call.
+    """
+
+    platform: str
+    channel: str
+    stream: str | None
+    metric_set: str
+    carrier: bool
+
+    @property
+    def key(self) -> str:
+        return f"{self.platform}/{self.channel}/{self.stream or 'today'}/{self.metric_set}"
+
+    @property
+    def ledger_key(self) -> str:
+        """The vendor prices the first call per channel and set, separately per route."""
+        route = "stream" if self.stream is not None else "channel"
+        return f"{route}:{self.platform}:{self.channel}:{self.metric_set}"
+
+    @property
+    def price(self) -> Price:
+        return STREAM_PRICES[self.metric_set] if self.stream is not None else CHANNEL_PRICE
+
+    @property
+    def labels(self) -> Labels:
+        if self.stream is None:
+            return (("platform", self.platform), ("channel", self.channel), ("window", "today"))
+        return (("platform", self.platform), ("channel", self.channel), ("stream", self.stream))
+
+    @property
+    def endpoint(self) -> str:
+        """The `endpoint` label of `requests_total`: `stream_<set>` or `channel_today`."""
+        return f"stream_{self.metric_set}" if self.stream is not None else "channel_today"
+
+    def path(self) -> str:
+        channel = f"/api/jazz/channels/{quote(self.channel, safe='')}"
+        if self.stream is None:
+            return channel
+        return f"{channel}/{SET_ROUTES[self.metric_set].format(id=quote(self.stream, safe=''))}"
+
+
+def stream_units(stream: StreamEntry, metric_sets: Iterable[str]) -> list[Unit]:
+    """The calls one stream needs: each configured set its platform has, minus standard when a
+    set that already contains it (games, extra) is called anyway."""
+    sets = [s for s in metric_sets if stream.platform in SET_PLATFORMS[s]]
+    if any(s in sets for s in SUPERSEDE_STANDARD):
+        sets = [s for s in sets if s != "standard"]
+    ordered = sorted(sets, key=("standard", "games", "extra", "subs", "chat").index)
+    return [Unit(stream.platform, stream.channel, stream.stream_id, s, carrier=(s == ordered[0])) for s in ordered]
+
+
+def number(value: Any) -> float | None:
+    """A vendor number (the games set sends some as strings); None when absent.
+
+    Raises ValueError for a value that is present but not a number.
+    """
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        raise ValueError("boolean")
+    if isinstance(value, int | float):
+        result = float(value)
+    elif isinstance(value, str):
+        result = float(value.strip())
+    else:
+        raise ValueError(type(value).__name__)
+    if not math.isfinite(result):
+        raise ValueError("not finite")
+    return result
+
+
+def parse_time(value: Any) -> float | None:
+    """`2023-03-19 03:35:00` (UTC, as the vendor's examples read) to Unix seconds."""
+    if not isinstance(value, str) or not value.strip():
+        return None
+    try:
+        parsed = datetime.fromisoformat(value.strip())
+    except ValueError:
+        return None
+    return (parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)).timestamp()
+
+
+def error_reason(answer: Answer) -> str:
+    """The vendor's message when its (undocumented) error body has one, else the HTTP status."""
+    try:
+        body = answer.json()
+    except PollError:
+        body = None
+    if isinstance(body, dict):
+        for key in ("message", "error", "errors"):
+            value = body.get(key)
+            if isinstance(value, dict):
+                value = value.get("message")
+            if isinstance(value, str) and value:
+                return value
+            if isinstance(value, list) and value:
+                return "; ".join(str(item) for item in value)
+    if answer.status == 429:
+        return "rate limited"
+    return f"HTTP {answer.status}"
+
+
+def _samples_to_json(samples: list[Sample]) -> list[list[Any]]:
+    return [[s.name, [list(pair) for pair in s.labels], s.value, s.part] for s in samples]
+
+
+def _samples_from_json(data: Any) -> list[Sample]:
+    return [
+        Sample(str(n), tuple((str(k), str(v)) for k, v in labels), float(value), str(part))
+        for n, labels, value, part in data
+    ]
+
+
+class Parser:
+    """Turns one answer's `data` object into samples for one unit, counting unusable fields."""
+
+    def __init__(self, unit: Unit, part: str) -> None:
+        self.unit = unit
+        self.part = part
+        self.excluded = EXCLUDED.get(unit.platform, frozenset())
+        self.rejected = 0
+        self.samples: list[Sample] = []
+
+    def add(self, source: dict[str, Any], metrics: Iterable[Metric], labels: Labels = ()) -> None:
+        for metric in metrics:
+            if metric.key in self.excluded:
+                continue
+            try:
+                value = number(source.get(metric.key))
+            except ValueError:
+                self.rejected += 1
+                continue
+            if value is None:
+                continue
+            counter = metric.name.endswith("_total")
+            value = metric.convert(max(0.0, value) if counter else value)
+            sample_labels = (*self.unit.labels, *labels, *metric.labels)
+            self.samples.append(Sample(metric.name, sample_labels, value, self.part if counter else ""))
+
+    def text(self, data: dict[str, Any], key: str) -> str:
+        value = data.get(key)
+        return "" if key in self.excluded or value is None else str(value)
+
+    def standard(self, data: dict[str, Any]) -> None:
+        self.add(data, STANDARD_METRICS)
+        game = self.text(data, "top_game_by_hw")
+        if game:
+            self.add(data, (Metric("top_game_by_hw_%", TOP_GAME_RATIO, percent=True),), (("game", game),))
+        if self.unit.stream is not None:
+            info = (
+                ("title", self.text(data, "stream_status")),
+                ("language", self.text(data, "stream_language")),
+                ("top_game", game),
+                ("channel_id", self.text(data, "channel_id")),
+            )
+            self.samples.append(Sample("livestream_stream_info", (*self.unit.labels, *info), 1.0))
+
+    def games(self, data: dict[str, Any]) -> None:
+        games = data.get("all_stream_games")
+        if games is None:
+            return
+        if not isinstance(games, list):
+            raise InvalidBody("all_stream_games is not a list")
+        seen = set()
+        for game in games:
+            name = game.get("name") if isinstance(game, dict) else None
+            if not isinstance(name, str) or not name or name in seen:
+                self.rejected += 1
+                continue
+            seen.add(name)
+            self.add(game, GAME_METRICS, (("game", name),))
+
+    def parse(self, data: dict[str, Any]) -> list[Sample]:
+        if self.unit.carrier or self.unit.stream is None:
+            self.standard(data)
+        if self.unit.metric_set == "extra" and isinstance(data.get("extra_metrics"), dict):
+            self.add(data["extra_metrics"], EXTRA_METRICS)
+        elif self.unit.metric_set == "games":
+            self.games(data)
+        elif self.unit.metric_set == "subs":
+            self.add(data, SUBS_METRICS)
+        elif self.unit.metric_set == "chat":
+            self.add(data, CHAT_METRICS)
+        return self.samples
+
+
+@dataclass
+class _Tally:
+    """What the concurrent unit calls of one poll add up to."""
+
+    result: PollResult
+    spent: int = 0
+    refused: list[Unit] = field(default_factory=list)
+
+
+@register
+class StreamsCharts(Provider):
+    name = "streamscharts"
+    settings_model = StreamsChartsSettings
+    default_base_url = "https://streamscharts.com"
+    spends_credits = True
+    families = tuple(
+        MetricFamily(name, "counter" if name.endswith("_total") else "gauge", text) for name, text in _HELP.items()
+    )
+    settings: StreamsChartsSettings
+
+    def __init__(self, settings: StreamsChartsSettings) -> None:
+        super().__init__(settings)
+        self.all_units = [u for stream in settings.streams for u in stream_units(stream, settings.metric_sets)]
+        self.all_units += [Unit(c.platform, c.channel, None, "standard", carrier=True) for c in settings.channels]
+        self.ledger = CreditLedger(settings.credits_budget)
+        self.last: dict[str, list[Sample]] = {}
+        self.finished: set[str] = set()
+        self.paused = False
+
+    @classmethod
+    def check_sources(cls, sources: list[Any]) -> list[tuple[Any, str, str]]:
+        problems = []
+        for source in sources:
+            if not source.streams and not source.channels:
+                problems.append((source, "streams", "at least one entry in streams or channels is required"))
+                continue
+            for metric_set in source.metric_sets:
+                platforms = SET_PLATFORMS[metric_set]
+                if not any(s.platform in platforms for s in source.streams) and not (
+                    metric_set == "standard" and source.channels
+                ):
+                    where = "Twitch only" if platforms == ("twitch",) else "for " + ", ".join(platforms)
+                    problems.append(
+                        (source, "metric_sets", f"{metric_set} applies to none of the streams (it is {where})")
+                    )
+            seen: dict[tuple[str, str, str], int] = {}
+            for index, stream in enumerate(source.streams):
+                key = (stream.platform, stream.channel, stream.stream_id)
+                if key in seen:
+                    problems.append((source, f"streams[{index}]", f"duplicate of streams[{seen[key]}]"))
+                seen.setdefault(key, index)
+        return problems
+
+    def units(self) -> list[str]:
+        return [unit.key for unit in self.all_units]
+
+    def requests_per_poll(self) -> int:
+        return sum(1 for unit in self.active_unit_objects() if unit.key not in self.finished)
+
+    def active_unit_objects(self) -> list[Unit]:
+        return [unit for unit in self.all_units if self.owns_unit(unit.key)]
+
+    def default_interval(self) -> float:
+        """With a budget: the shortest interval (at least 5 minutes) at which 30 days of polling every
+        unit, plus each channel and set's first-call price, fit the budget. Without one: 15 minutes."""
+        if self.settings.credits_budget is None or self.settings.testing_mode:
+            return NO_BUDGET_INTERVAL
+        first = sum({unit.ledger_key: unit.price.first for unit in self.all_units}.values())
+        per_poll = sum(unit.price.next for unit in self.all_units)
+        polls = (hundredths(self.settings.credits_budget) - first) // per_poll if per_poll else 0
+        if polls <= 0:
+            return MAX_INTERVAL
+        return min(MAX_INTERVAL, max(MIN_INTERVAL, float(math.ceil(PERIOD_SECONDS / polls))))
+
+    async def poll(self, fetch: Fetcher, now: datetime) -> PollResult:
+        """Units sharing a ledger key (a channel and set) are called one after another, so the first of
+        them is the one charged the first-call price; different keys are called concurrently."""
+        tally = _Tally(PollResult())
+        groups: dict[str, list[Unit]] = {}
+        for unit in self.active_unit_objects():
+            groups.setdefault(unit.ledger_key, []).append(unit)
+        headers = {
+            "Client-ID": self.settings.client_id.get_secret_value(),
+            "Token": self.settings.token.get_secret_value(),
+        }
+
+        async def run(units: list[Unit]) -> None:
+            for unit in units:
+                await self.poll_unit(unit, fetch, headers, now, tally)
+
+        await asyncio.gather(*(run(units) for units in groups.values()))
+        result = tally.result
+        result.credits_spent = tally.spent / 100
+        result.credits_remaining = self.ledger.remaining(now.timestamp())
+        self.note_pause(tally.refused, now.timestamp())
+        return result
+
+    async def poll_unit(
+        self, unit: Unit, fetch: Fetcher, headers: dict[str, str], now: datetime, tally: _Tally
+    ) -> None:
+        """Serve an ended stream from memory, or book the call and make it; a refused call serves
+        the unit's last values. Outside testing mode the answer is remembered."""
+        result = tally.result
+        testing = self.settings.testing_mode
+        if not testing and unit.key in self.finished:
+            result.samples[unit.key] = self.last[unit.key]
+            return
+        charge = None
+        if not testing:
+            charge = self.ledger.reserve(unit.ledger_key, unit.price, now.timestamp())
+            if charge is None:
+                tally.refused.append(unit)
+                result.samples[unit.key] = self.last.get(unit.key, [])
+                return
+        answered = False
+        try:
+            async with fetch.get(
+                unit.endpoint, self.base_url + unit.path(), params=self.params(unit), headers=headers
+            ) as answer:
+                if answer.status != 200:
+                    raise PollError(error_reason(answer), status=answer.status, retry_after=answer.retry_after)
+                answered = True
+                samples, ended = self.parse(unit, answer.json(), now, result)
+        except PollError as error:
+            result.failures[unit.key] = error
+            return
+        finally:
+            if charge is not None and answered:
+                tally.spent += charge.cost
+            elif charge is not None:
+                self.ledger.refund(charge)
+        result.samples[unit.key] = samples
+        if not testing:
+            self.last[unit.key] = samples
+            if ended:
+                self.finished.add(unit.key)
+
+    def params(self, unit: Unit) -> dict[str, str]:
+        params = {"platform": unit.platform}
+        if unit.stream is None:
+            params["time"] = "today"
+        if self.settings.testing_mode:
+            params["testing_mode"] = "true"
+        return params
+
+    def parse(self, unit: Unit, body: Any, now: datetime, result: PollResult) -> tuple[list[Sample], bool]:
+        """Samples of one answer, and whether the stream has ended for good.
+
+        Series are keyed on the configured platform, channel and stream, never on the identity
+        the answer names (in testing mode the vendor may describe another channel).
+        """
+        if not isinstance(body, dict) or not isinstance(body.get("data"), dict):
+            raise InvalidBody('expected {"data": {...}}')
+        data = body["data"]
+        part = "" if unit.stream is not None else now.astimezone(UTC).date().isoformat()
+        parser = Parser(unit, part)
+        samples = parser.parse(data)
+        result.rejected_points += parser.rejected
+        end = parse_time(data.get("stream_end")) if unit.stream is not None else None
+        now_ts = now.timestamp()
+        result.note_timestamp(min(end, now_ts) if end is not None else now_ts)
+        return samples, end is not None and end + SETTLE_SECONDS <= now_ts
+
+    def note_pause(self, refused: list[Unit], now: float) -> None:
+        """Log once when the budget starts refusing calls, and once when it allows them again."""
+        if refused and not self.paused:
+            self.paused = True
+            cost = self.ledger.price(refused[0].ledger_key, refused[0].price, now)
+            resumes = self.ledger.affordable_at(cost, now)
+            log.warning(
+                "credits budget reached: calls paused, last values kept",
+                extra={
+                    "source": self.settings.name,
+                    "credits_budget": self.settings.credits_budget,
+                    "credits_spent_30d": self.ledger.spent(now) / 100,
+                    "next_call": refused[0].key,
+                    "next_call_credits": cost / 100,
+                    "resumes_at": "never: one call costs more than the budget"
+                    if resumes is None
+                    else datetime.fromtimestamp(resumes, UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+                },
+            )
+        elif not refused and self.paused:
+            self.paused = False
+            log.info("credits budget allows calls again", extra={"source": self.settings.name})
+
+    def export_state(self) -> dict[str, Any] | None:
+        """The ledger always; last values and ended streams only outside testing mode (fake data)."""
+        keys = set(self.units())
+        return {
+            "ledger": self.ledger.export(),
+            "last": {key: _samples_to_json(s) for key, s in self.last.items() if key in keys},
+            "finished": sorted(self.finished & keys),
+        }
+
+    def restore_state(self, state: dict[str, Any] | None) -> None:
+        if not isinstance(state, dict):
+            return
+        self.ledger.restore(state.get("ledger"))
+        keys = set(self.units())
+        try:
+            last = {key: _samples_from_json(value) for key, value in (state.get("last") or {}).items() if key in keys}
+        except (TypeError, ValueError):
+            last = {}
+        self.last = last
+        self.finished = {key for key in state.get("finished") or [] if key in last}
