@@ -164,9 +164,12 @@ def requested(
 
 def resolve(shard: int | Literal["auto"], total: int, hostname: Callable[[], str] | None = None) -> Shard:
     """The running replica's Shard, taking `auto` from the host name's trailing ordinal
-    (`socket.gethostname()`, which is the pod name in Kubernetes)."""
+    (`socket.gethostname()`, which is the pod name in Kubernetes). With one shard there is
+    nothing to choose, so `auto` is shard 0 whatever the host is called."""
     if shard != AUTO:
         return Shard(int(shard), total)
+    if total == 1:
+        return Shard()
     name = (hostname or socket.gethostname)()
     ordinal = ordinal_from_hostname(name)
     if ordinal >= total:

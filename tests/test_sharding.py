@@ -117,6 +117,10 @@ def test_auto_resolves_through_the_host_name() -> None:
     assert resolve("auto", 3, lambda: "livestream-exporter-1") == Shard(1, 3)
 
 
+def test_auto_with_one_shard_is_shard_zero_on_any_host() -> None:
+    assert resolve("auto", 1, lambda: "laptop") == Shard(0, 1)
+
+
 def test_auto_with_an_ordinal_past_the_shard_count_is_an_error() -> None:
     with pytest.raises(ShardError, match=r"host name 'livestream-exporter-3' gives shard 3, out of range for 3"):
         resolve("auto", 3, lambda: "livestream-exporter-3")
