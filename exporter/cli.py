@@ -26,6 +26,7 @@ from exporter.logs import LEVELS, Redactor, setup_logging
 from exporter.metrics import CONTRACT_FAMILIES, AudienceStore, ExporterMetrics, Exposition
 from exporter.providers import providers
 from exporter.scheduler import Scheduler
+from exporter.sharding import ShardError, budget_summary, requested, resolve
 from exporter.web import build_app
 
 log = logging.getLogger("exporter")
@@ -77,6 +78,18 @@ def build_parser() -> argparse.ArgumentParser:
         default="logfmt",
         choices=["logfmt", "json"],
         help="log line format",
+    )
+    parser.add_argument(
+        "--total-shards",
+        dest="total_shards",
+        metavar="N",
+        help="split the streams across N replicas (default: global.total_shards, else 1)",
+    )
+    parser.add_argument(
+        "--shard",
+        metavar="I",
+        help="this replica's 0-based shard of --total-shards, or auto (from the host name's trailing "
+        "ordinal, as in a StatefulSet; default: global.shard, else 0)",
     )
     parser.add_argument("--version", action="version", version=f"livestream-exporter {__version__}")
     return parser
@@ -189,6 +202,16 @@ async def serve(setup: Setup, args: argparse.Namespace, redactor: Redactor) -> i
     return 0
 
 
+def apply_sharding(config: Config, args: argparse.Namespace) -> None:
+    """Flags over the config's `global`; the config then holds the resolved shard, except
+    that --check-config leaves `auto` alone (it checks the config, not this host's name)."""
+    global_ = config.global_
+    shard, total = requested(args.shard, args.total_shards, global_.shard, global_.total_shards, config.path)
+    if not args.check_config:
+        shard = resolve(shard, total).ordinal
+    config.global_ = global_.model_copy(update={"shard": shard, "total_shards": total})
+
+
 async def amain(args: argparse.Namespace, redactor: Redactor) -> int:
     try:
         setup = await prepare(args)
@@ -197,9 +220,18 @@ async def amain(args: argparse.Namespace, redactor: Redactor) -> int:
             print(redactor(line), file=sys.stderr)
         return 1
     try:
+        try:
+            apply_sharding(setup.config, args)
+        except ShardError as error:
+            print(str(error), file=sys.stderr)
+            return 1
         if args.check_config:
             count = len(setup.config.sources)
             print(f"{setup.config.path}: OK, {count} source{'s' if count != 1 else ''}")
+            total = setup.config.global_.total_shards
+            if total > 1:
+                known = providers()
+                print(budget_summary(total, [known[s.provider](s) for s in setup.config.sources]))
             return 0
         if args.once:
             return await run_once(setup, redactor)

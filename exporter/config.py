@@ -20,6 +20,7 @@ from pydantic import Field, SecretStr, ValidationError
 
 from exporter.providers import providers
 from exporter.settings import Duration, SourceSettings, StrictModel
+from exporter.sharding import ShardSetting, TotalShards
 
 
 def default_state_dir() -> str:
@@ -31,6 +32,8 @@ class GlobalSettings(StrictModel):
     timeout: Duration = 10.0
     stale_after: Duration = 300.0
     state_dir: str = Field(default_factory=default_state_dir)
+    shard: ShardSetting = 0
+    total_shards: TotalShards = 1
 
 
 @dataclass

@@ -45,9 +45,13 @@ class Charge:
 
 class CreditLedger:
     def __init__(self, budget: float | None = None) -> None:
-        self.budget = None if budget is None else math.floor(budget * 100 + 1e-9)
+        self.set_budget(budget)
         self.period_start: dict[str, float] = {}
         self.charges: list[Charge] = []
+
+    def set_budget(self, budget: float | None) -> None:
+        """Credits allowed per 30 days (None: no cap), rounded down to the hundredth."""
+        self.budget = None if budget is None else math.floor(budget * 100 + 1e-9)
 
     def price(self, key: str, price: Price, now: float) -> int:
         start = self.period_start.get(key)

@@ -284,6 +284,23 @@ class ExporterMetrics:
             "1 if the last config (re)load succeeded.",
             registry=self.registry,
         )
+        self.shard_ordinal = Gauge(
+            "livestream_exporter_shard_ordinal",
+            "This replica's shard index (0-based) of livestream_exporter_total_shards.",
+            registry=self.registry,
+        )
+        self.total_shards = Gauge(
+            "livestream_exporter_total_shards",
+            "Number of replicas the sources' streams are split across (1: not sharded).",
+            registry=self.registry,
+        )
+        self.owned_units = Gauge(
+            "livestream_exporter_owned_units",
+            "Units (independent vendor requests, usually one stream each) of the source this replica polls.",
+            src,
+            registry=self.registry,
+        )
+        self.total_shards.set(1)
         self.build_info = Gauge(
             "livestream_exporter_build_info",
             "Build information; the value is always 1.",
@@ -311,6 +328,7 @@ class ExporterMetrics:
             self.credits_spent,
             self.credits_remaining,
             self.rejected_points,
+            self.owned_units,
         ):
             with contextlib.suppress(KeyError):
                 metric.remove(source, provider)

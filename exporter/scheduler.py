@@ -26,6 +26,7 @@ from exporter.metrics import AudienceStore, ExporterMetrics, SourceIdentity
 from exporter.providers import providers
 from exporter.providers.base import ALL_UNITS, PollError, PollResult, Provider
 from exporter.ratelimit import SlidingWindowLimiter
+from exporter.sharding import Shard, resolve
 from exporter.state import StateFiles
 
 log = logging.getLogger(__name__)
@@ -78,6 +79,8 @@ class Scheduler:
         self.session: aiohttp.ClientSession | None = None
         self._limiters: dict[tuple[str, str], SlidingWindowLimiter] = {}
         self._aps: AsyncIOScheduler | None = None
+        self.shard: Shard = resolve(config.global_.shard, config.global_.total_shards)
+        self.other_shards: list[str] = []
         known = providers()
         shared_defaults = {
             name: seconds
@@ -88,6 +91,12 @@ class Scheduler:
         }
         for settings in config.sources:
             provider = known[settings.provider](settings)
+            if self.shard.sharded:
+                provider.owns_unit = self.shard.unit_filter(settings.name)
+                provider.set_budget_share(self.shard.budget_share)
+                if not provider.active_units():
+                    self.other_shards.append(settings.name)
+                    continue
             interval = settings.interval or shared_defaults.get(settings.name) or provider.default_interval()
             identity = SourceIdentity(settings.name, settings.provider, tuple(settings.labels.items()))
             self.sources[settings.name] = SourceRuntime(provider, identity, interval, metrics)
@@ -96,7 +105,9 @@ class Scheduler:
         key = provider.rate_limit_key()
         if key is None or not provider.rate_limits:
             return None
-        return self._limiters.setdefault((provider.name, key), SlidingWindowLimiter(provider.rate_limits))
+        return self._limiters.setdefault(
+            (provider.name, key), SlidingWindowLimiter(self.shard.split(provider.rate_limits))
+        )
 
     async def open(self) -> None:
         """Create the shared session and register every source's bookkeeping at 0."""
@@ -114,6 +125,19 @@ class Scheduler:
             self.metrics.add_source(runtime.name, runtime.identity.provider, runtime.interval)
             if runtime.provider.spends_credits:
                 self.metrics.credits_spent.labels(runtime.name, runtime.identity.provider)
+            self._note_units(runtime)
+        self.metrics.shard_ordinal.set(self.shard.ordinal)
+        self.metrics.total_shards.set(self.shard.total)
+        if self.shard.sharded:
+            log.info(
+                "sharded",
+                extra={
+                    "shard": self.shard.ordinal,
+                    "total_shards": self.shard.total,
+                    "units": sum(len(r.provider.active_units()) for r in self.sources.values()),
+                    "sources_on_other_shards": ",".join(self.other_shards) or "none",
+                },
+            )
 
     def start(self) -> None:
         """Schedule every source; the first poll of each runs now."""
@@ -169,6 +193,7 @@ class Scheduler:
         if result.newest_timestamp is not None:
             self.metrics.newest_sample.labels(*labels).set(result.newest_timestamp)
         self.metrics.source_up.labels(*labels).set(1 if result.ok else 0)
+        self._note_units(runtime)
         runtime.up = result.ok
         if result.ok:
             if runtime.last_error is not None:
@@ -216,6 +241,11 @@ class Scheduler:
         provider_state = runtime.provider.export_state()
         if counters["counters"] or provider_state:
             self.state.save(runtime.name, {**counters, "provider": provider_state})
+
+    def _note_units(self, runtime: SourceRuntime) -> None:
+        """How many units of the source this replica polls (a provider's units may change)."""
+        count = len(runtime.provider.active_units())
+        self.metrics.owned_units.labels(runtime.name, runtime.identity.provider).set(count)
 
     def _note_next_poll(self, runtime: SourceRuntime) -> None:
         job = self._aps.get_job(runtime.name) if self._aps is not None else None

@@ -48,10 +48,10 @@ def test_promtool_check_rules_passes_with_its_lint() -> None:
     assert done.returncode == 0, done.stdout + done.stderr
 
 
-def test_promtool_check_config_passes_and_loads_both_rule_files() -> None:
+def test_promtool_check_config_passes_and_loads_every_rule_file() -> None:
     done = run(tool("promtool"), "check", "config", str(PROMETHEUS_DIR / "prometheus.yml"))
     assert done.returncode == 0, done.stdout + done.stderr
-    assert "2 rule files found" in done.stdout
+    assert "3 rule files found" in done.stdout
 
 
 @pytest.mark.parametrize("path", RULE_TESTS, ids=[path.stem for path in RULE_TESTS])
@@ -106,7 +106,7 @@ def test_prometheus_config_scrapes_the_job_the_alerts_expect() -> None:
     assert "livestream-exporter" in jobs
     alert_jobs = set(re.findall(r'job="([^"]+)"', ALERTS.read_text()))
     assert alert_jobs and alert_jobs <= jobs
-    assert config["rule_files"] == ["thresholds.yml", "alerts.yml"]
+    assert config["rule_files"] == ["thresholds.yml", "alerts.yml", "sharding-alerts.yml"]
 
 
 def test_every_alert_and_threshold_is_documented_in_the_readme() -> None:

@@ -179,6 +179,12 @@ class Provider(ABC):
     def __init__(self, settings: SourceSettings) -> None:
         self.settings = settings
         self.owns_unit: Callable[[str], bool] = lambda unit: True
+        self.budget_share = 1.0
+
+    def set_budget_share(self, share: float) -> None:
+        """The part of a vendor account's credit budget this replica may spend (1/N when the
+        scheduler runs N shards): a provider with a budget spends at most budget x share."""
+        self.budget_share = share
 
     def units(self) -> list[str]:
         """Every unit (independent request, usually one stream) a full poll covers.

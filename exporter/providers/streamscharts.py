@@ -487,10 +487,19 @@ class StreamsCharts(Provider):
         super().__init__(settings)
         self.all_units = [u for stream in settings.streams for u in stream_units(stream, settings.metric_sets)]
         self.all_units += [Unit(c.platform, c.channel, None, "standard", carrier=True) for c in settings.channels]
-        self.ledger = CreditLedger(settings.credits_budget)
+        self.ledger = CreditLedger(self.budget())
         self.last: dict[str, list[Sample]] = {}
         self.finished: set[str] = set()
         self.paused = False
+
+    def budget(self) -> float | None:
+        """This replica's part of `credits_budget` (all of it unless sharded)."""
+        budget = self.settings.credits_budget
+        return None if budget is None else budget * self.budget_share
+
+    def set_budget_share(self, share: float) -> None:
+        super().set_budget_share(share)
+        self.ledger.set_budget(self.budget())
 
     @classmethod
     def check_sources(cls, sources: list[Any]) -> list[tuple[Any, str, str]]:
@@ -528,11 +537,13 @@ class StreamsCharts(Provider):
     def default_interval(self) -> float:
         """With a budget: the shortest interval (at least 5 minutes) at which 30 days of polling every
         unit, plus each channel and set's first-call price, fit the budget. Without one: 15 minutes."""
-        if self.settings.credits_budget is None or self.settings.testing_mode:
+        budget = self.budget()
+        if budget is None or self.settings.testing_mode:
             return NO_BUDGET_INTERVAL
-        first = sum({unit.ledger_key: unit.price.first for unit in self.all_units}.values())
-        per_poll = sum(unit.price.next for unit in self.all_units)
-        polls = (hundredths(self.settings.credits_budget) - first) // per_poll if per_poll else 0
+        units = self.active_unit_objects()
+        first = sum({unit.ledger_key: unit.price.first for unit in units}.values())
+        per_poll = sum(unit.price.next for unit in units)
+        polls = (hundredths(budget) - first) // per_poll if per_poll else 0
         if polls <= 0:
             return MAX_INTERVAL
         return min(MAX_INTERVAL, max(MIN_INTERVAL, float(math.ceil(PERIOD_SECONDS / polls))))

@@ -675,3 +675,10 @@ def test_every_metric_of_both_vendors_is_in_the_readme_metric_table() -> None:
     names = {m.name for m in (*STANDARD_METRICS, *EXTRA_METRICS, *GAME_METRICS, *SUBS_METRICS, *CHAT_METRICS)}
     names |= {TOP_GAME_RATIO, "livestream_stream_info", *COUNTERS.values(), *(f.name for f in StreamsCharts.families)}
     assert names - documented == set()
+
+
+def test_a_sharded_replica_spends_only_its_share_of_the_budget() -> None:
+    sharded = provider(credits_budget=90)
+    sharded.set_budget_share(1 / 3)
+    assert sharded.ledger.budget == 3000
+    assert sharded.default_interval() > provider(credits_budget=90).default_interval()
