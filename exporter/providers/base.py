@@ -238,6 +238,36 @@ class Provider(ABC):
         return None
 
 
+def is_number(value: Any) -> bool:
+    """JSON numbers only: `true` is not a viewer count."""
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def newest_point(
+    points: Iterable[Any],
+    timestamp: Callable[[dict[str, Any]], float | None],
+    value_key: str,
+    result: PollResult,
+) -> tuple[float, float] | None:
+    """The (timestamp, value) of the newest usable point of a vendor's series.
+
+    A point whose timestamp or value cannot be used is counted in `result.rejected_points` and
+    skipped: one malformed point never fails a poll and never becomes the newest.
+    """
+    newest: tuple[float, float] | None = None
+    for point in points:
+        ts = timestamp(point) if isinstance(point, dict) else None
+        value = point.get(value_key) if isinstance(point, dict) else None
+        if ts is None or not is_number(value):
+            result.rejected_points += 1
+            continue
+        if newest is None or ts > newest[0]:
+            newest = (ts, float(value))
+    if newest is not None:
+        result.note_timestamp(newest[0])
+    return newest
+
+
 async def poll_units(
     units: Iterable[str],
     poll_unit: Callable[[str, PollResult], Awaitable[list[Sample]]],

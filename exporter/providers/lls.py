@@ -39,6 +39,7 @@ from exporter.providers.base import (
     Provider,
     RateLimit,
     Sample,
+    newest_point,
     poll_units,
 )
 from exporter.settings import SecretStr, SourceSettings, format_duration, one_of
@@ -295,18 +296,11 @@ class Lls(Provider):
         point; points whose timestamp or value is unusable are counted and skipped."""
         if not isinstance(body, dict) or not isinstance(body.get("data"), list):
             raise InvalidBody("expected an object with a data list")
-        newest: tuple[float, float] | None = None
-        for point in body["data"]:
-            ts = parse_sfd_time(point.get("timestamp")) if isinstance(point, dict) else None
-            value = point.get("concurrentViewers") if isinstance(point, dict) else None
-            if ts is None or not isinstance(value, int | float) or isinstance(value, bool):
-                result.rejected_points += 1
-                continue
-            if newest is None or ts > newest[0]:
-                newest = (ts, float(value))
+        newest = newest_point(
+            body["data"], lambda point: parse_sfd_time(point.get("timestamp")), "concurrentViewers", result
+        )
         if newest is None:
             return []
-        result.note_timestamp(newest[0])
         settings = self.settings
         return [
             Sample.of(

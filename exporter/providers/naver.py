@@ -27,6 +27,7 @@ from exporter.providers.base import (
     PollResult,
     Provider,
     Sample,
+    newest_point,
     poll_units,
 )
 from exporter.settings import SecretStr, SourceSettings, one_of
@@ -147,18 +148,11 @@ class Naver(Provider):
             message = body.get("message") or "no message"
             missing = "" if isinstance(points, list) else " (no result list)"
             raise PollError(f"code {code}: {message}{missing}", status=200)
-        newest: tuple[float, float] | None = None
-        for point in points:
-            ts = log_date_to_unix(point.get("logDate"), self.zone) if isinstance(point, dict) else None
-            value = point.get("currentViewerCnt") if isinstance(point, dict) else None
-            if ts is None or not isinstance(value, int | float) or isinstance(value, bool):
-                result.rejected_points += 1
-                continue
-            if newest is None or ts > newest[0]:
-                newest = (ts, float(value))
+        newest = newest_point(
+            points, lambda point: log_date_to_unix(point.get("logDate"), self.zone), "currentViewerCnt", result
+        )
         if newest is None:
             return []
-        result.note_timestamp(newest[0])
         self._check_zone(newest[0], now)
         return [
             Sample.of(
