@@ -139,6 +139,11 @@ class Scheduler:
         provider = providers()[settings.provider](settings)
         interval = settings.interval or provider.default_interval()
         identity = SourceIdentity(settings.name, settings.provider, tuple(settings.labels.items()))
+        if interval >= self.config.global_.stale_after:
+            log.warning(
+                "interval is not shorter than global.stale_after: the source's series vanish between polls",
+                extra={"source": settings.name, "interval": interval, "stale_after": self.config.global_.stale_after},
+            )
         return SourceRuntime(provider, identity, interval, self.metrics, settings)
 
     def _limiter(self, provider: Provider) -> SlidingWindowLimiter | None:

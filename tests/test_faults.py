@@ -213,3 +213,21 @@ async def test_fault_is_a_counted_failed_poll_that_heals_at_the_next_good_answer
         faulty_sim.faults.set({})
         await faulty_runner.cleanup()
         await healthy_runner.cleanup()
+
+
+def test_demo_logs_each_simulators_fault_endpoint_for_curl(run_exporter: Any) -> None:
+    """The README's way to make the demo fail: the fault URL from the log takes a fault."""
+    import json
+    import re
+    import urllib.request
+
+    exporter = run_exporter("--demo")
+    exporter.wait_until(lambda: "msg=listening" in exporter.log())
+    urls = re.findall(r'msg="demo simulator" provider=(\S+) url=\S+ faults=(\S+)', exporter.log())
+    assert {provider for provider, _ in urls} == set(VENDORS)
+    for _, url in urls:
+        request = urllib.request.Request(url, data=b'{"status": 503, "retry_after": "30"}', method="POST")
+        with urllib.request.urlopen(request, timeout=5) as response:
+            assert json.loads(response.read()) == {"status": 503, "retry_after": "30"}
+        with urllib.request.urlopen(url, timeout=5) as response:
+            assert json.loads(response.read()) == {"status": 503, "retry_after": "30"}

@@ -128,3 +128,34 @@ def test_reload_keeps_unchanged_sources_restarts_changed_ones_and_refuses_a_bad_
     assert 'source="c"' not in body, "a removed source leaves /metrics"
     assert http_get(f"{exporter.base_url}/-/reload")[0] == 405
     assert "Traceback" not in exporter.log()
+
+
+async def test_reload_cancels_the_in_flight_poll_of_a_removed_source(serve_app: Any, tmp_path: Path) -> None:
+    import asyncio
+
+    from exporter.cli import all_families
+    from exporter.config import parse_config
+    from exporter.metrics import AudienceStore, ExporterMetrics
+    from exporter.scheduler import Scheduler
+
+    sim = GcoreSimulator()
+    base_url = await serve_app(sim.app())
+    sim.faults.set({"delay": 3600})
+    source = {"provider": "gcore", "base_url": base_url, "api_key": sim.api_key}
+    config = {"global": {"timeout": "1h", "state_dir": str(tmp_path)}, "sources": [{"name": "gone", **source}]}
+    scheduler = Scheduler(
+        parse_config(config, "t.yaml", tmp_path), AudienceStore(all_families(), 300), ExporterMetrics("t", "3")
+    )
+    await scheduler.open()
+    try:
+        poll = asyncio.create_task(scheduler.poll("gone"))
+        while sim.faults.held == 0:
+            await asyncio.sleep(0.01)
+        config["sources"] = [{"name": "kept", **source}]
+        summary = await asyncio.wait_for(scheduler.reload(parse_config(config, "t.yaml", tmp_path)), 5)
+        assert (summary.removed, summary.added) == (["gone"], ["kept"])
+        assert await asyncio.wait_for(poll, 1) is False
+        assert list(scheduler.sources) == ["kept"] and scheduler.store.source_names() == ["kept"]
+    finally:
+        sim.faults.set({})
+        await scheduler.close()

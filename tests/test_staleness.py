@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from exporter.demo.gcore import GcoreSimulator
@@ -68,3 +69,24 @@ def test_failing_source_keeps_values_until_stale_after_and_leaving_streams_vanis
     flaky.fault(json=[])
     left = exporter.wait_until(lambda: (s := scrape(exporter)) and "flaky" not in s["viewers"] and s)
     assert left["up"]["flaky"] == 1 and age(left, "flaky") < STALE_AFTER, "gone because it left the answer"
+
+
+def test_an_interval_not_shorter_than_stale_after_is_warned_about(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    from exporter.config import parse_config
+    from exporter.metrics import AudienceStore, ExporterMetrics
+    from exporter.scheduler import Scheduler
+
+    source = {"provider": "gcore", "api_key": "k3y"}
+    config = parse_config(
+        {
+            "global": {"stale_after": "5m"},
+            "sources": [{"name": "hourly", "granularity": "1h", **source}, {"name": "ok", **source}],
+        },
+        "t.yaml",
+        tmp_path,
+    )
+    Scheduler(config, AudienceStore([], 300), ExporterMetrics("t", "3"))
+    warned = [record.source for record in caplog.records if "stale_after" in record.getMessage()]
+    assert warned == ["hourly"]
