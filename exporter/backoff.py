@@ -1,13 +1,13 @@
 """When to try a failing source again: capped exponential backoff with jitter, and `Retry-After`.
 
 A vendor that is down should not be hammered, and a vendor that is back should be seen soon.
-After a poll where nothing answered, the next try comes after `min(base, interval)` seconds,
+After a failed poll in which no request got a good answer, the next try comes after `min(base, interval)` seconds,
 doubling with each further failure up to `cap` (at most ten intervals or `max_cap`, never less
 than one interval), each delay spread by ±`jitter` so that sources on one vendor do not retry
 in step. Rejected credentials do not heal by retrying quickly: they go straight to the slowest
 pace. A `Retry-After` from the vendor (429, 503) is a floor for the next try, honoured up to
-`max_retry_after`. A poll where some units answered keeps the normal schedule: the answering
-units need fresh data, and a retry would only repeat the failing ones.
+`max_retry_after`. A failed poll in which some request got a good answer keeps the normal
+schedule: the answering units need fresh data, and a retry would only repeat the failing ones.
 
     >>> policy = BackoffPolicy(jitter=0)
     >>> [policy.delay(60, failures) for failures in (1, 2, 3, 7, 8)]
@@ -45,7 +45,7 @@ class BackoffPolicy:
         return max(interval, min(self.max_cap, self.cap_intervals * interval))
 
     def delay(self, interval: float, failures: int, uniform: Callable[[float, float], float] = random.uniform) -> float:
-        """Seconds before the next try after `failures` consecutive polls where nothing answered."""
+        """Seconds before the next try after `failures` consecutive polls that got no good answer."""
         raw = min(self.base, interval) * 2 ** max(0, failures - 1)
         spread = uniform(1 - self.jitter, 1 + self.jitter) if self.jitter else 1.0
         return min(self.cap(interval), raw * spread)
@@ -59,7 +59,8 @@ class BackoffPolicy:
     ) -> Retry | None:
         """When to poll again after `result`, or None to keep the normal schedule.
 
-        `failures` counts the consecutive polls (this one included) where nothing answered.
+        `failures` counts the consecutive failed polls (this one included) in which no request got
+        a good answer; 0 means part of this poll was answered.
         """
         if result.ok:
             return None

@@ -57,7 +57,9 @@ class SourceRuntime:
     next_poll: float | None = None
     up: bool = False
     failures: int = 0
-    """Consecutive polls in which nothing answered (what the backoff grows with)."""
+    """Consecutive failed polls in which no request got a good answer (the backoff grows with it)."""
+    answered: int = 0
+    """Requests of the current poll that got a 2xx answer with a usable body."""
     retry: Retry | None = None
     logged_failure: frozenset[str] | None = None
     task: asyncio.Task[bool] | None = field(default=None, repr=False)
@@ -71,6 +73,8 @@ class SourceRuntime:
         labels = (self.name, self.identity.provider)
         self.metrics.requests.labels(*labels, endpoint, code).inc()
         self.metrics.request_duration.labels(*labels).observe(seconds)
+        if code.startswith("2"):
+            self.answered += 1
 
     def rate_limited(self) -> None:
         self.metrics.rate_limited.labels(self.name, self.identity.provider).inc()
@@ -270,6 +274,7 @@ class Scheduler:
         assert runtime.fetcher is not None, "open() first"
         labels = (runtime.name, runtime.identity.provider)
         runtime.task = asyncio.current_task()  # type: ignore[assignment]
+        runtime.answered = 0
         try:
             result = await runtime.provider.poll(runtime.fetcher, datetime.now(UTC))
         except PollError as error:
@@ -294,7 +299,7 @@ class Scheduler:
             self.metrics.newest_sample.labels(*labels).set(result.newest_timestamp)
         self.metrics.source_up.labels(*labels).set(1 if result.ok else 0)
         runtime.up = result.ok
-        runtime.failures = runtime.failures + 1 if not result.ok and not result.samples else 0
+        runtime.failures = runtime.failures + 1 if not result.ok and runtime.answered == 0 else 0
         retry = self._plan_retry(runtime, result)
         if result.ok:
             if runtime.last_error is not None:

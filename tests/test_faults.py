@@ -5,7 +5,7 @@ sources and /metrics alone, and heals at the next good answer.
 The matrix is parametrised over `exporter.demo.simulators()`, so a vendor is covered as soon as
 its simulator exists. Two instances of the vendor's simulator run side by side: one gets the
 fault (`POST /_sim/fault`, see exporter.demo.faults), the other stays healthy. Shape drift is
-derived from each simulator's own good answer by the fault injector (`drift`: null lists,
+derived from each simulator's own good answer by the fault injector (`drift`: nulls,
 missing keys, wrong types), so no vendor has to list its drifted bodies.
 """
 
@@ -66,7 +66,7 @@ FAULTS = [
         lambda: {"status": 200, "body": '{"data": [{"truncated', "content_type": "application/json"},
         "invalid_body",
     ),
-    Fault("drift_null_lists", lambda: {"drift": "null_lists"}, "invalid_body"),
+    Fault("drift_nulls", lambda: {"drift": "nulls"}, "invalid_body"),
     Fault("drift_missing_keys", lambda: {"drift": "missing_keys"}, "invalid_body"),
     Fault("drift_wrong_types", lambda: {"drift": "wrong_types"}, "invalid_body"),
 ]
@@ -231,3 +231,66 @@ def test_demo_logs_each_simulators_fault_endpoint_for_curl(run_exporter: Any) ->
             assert json.loads(response.read()) == {"status": 503, "retry_after": "30"}
         with urllib.request.urlopen(url, timeout=5) as response:
             assert json.loads(response.read()) == {"status": 503, "retry_after": "30"}
+
+
+async def _gcore_scheduler(base_url: str, tmp_path: Path, stream_ids: list[int]) -> Scheduler:
+    config = parse_config(
+        {
+            "global": {"state_dir": str(tmp_path)},
+            "sources": [
+                {"name": "g", "provider": "gcore", "base_url": base_url, "api_key": "k3y", "stream_ids": stream_ids}
+            ],
+        },
+        "t.yaml",
+        tmp_path,
+    )
+    scheduler = Scheduler(config, AudienceStore(all_families(), 300), ExporterMetrics("t", "3"))
+    await scheduler.open()
+    scheduler.start(paused=True)
+    return scheduler
+
+
+async def test_consecutive_failures_grow_the_delay_and_success_resets_it(serve_app: Any, tmp_path: Path) -> None:
+    from aiohttp import web
+
+    answers = [500, 500, 500, 200]
+
+    async def viewers(request: web.Request) -> web.Response:
+        return web.json_response([], status=answers.pop(0))
+
+    app = web.Application()
+    app.router.add_get("/streaming/statistics/stream/viewers", viewers)
+    scheduler = await _gcore_scheduler(await serve_app(app), tmp_path, [1])
+    try:
+        delays = []
+        for _ in range(3):
+            assert await scheduler.poll("g") is False
+            delays.append(scheduler.sources["g"].retry.delay)
+        assert scheduler.sources["g"].failures == 3
+        assert delays[0] < delays[1] < delays[2] <= scheduler.backoff.cap(60)
+        assert await scheduler.poll("g") is True
+        assert (scheduler.sources["g"].failures, scheduler.sources["g"].retry) == (0, None)
+    finally:
+        await scheduler.close()
+
+
+async def test_a_poll_where_some_streams_answered_keeps_the_normal_interval(serve_app: Any, tmp_path: Path) -> None:
+    from aiohttp import web
+
+    async def viewers(request: web.Request) -> web.Response:
+        if request.query["stream_id"] == "2":
+            return web.json_response({"data": [], "errors": ["internal server error"]}, status=500)
+        return web.json_response([])
+
+    app = web.Application()
+    app.router.add_get("/streaming/statistics/stream/viewers", viewers)
+    scheduler = await _gcore_scheduler(await serve_app(app), tmp_path, [1, 2])
+    try:
+        job = scheduler._aps.get_job("g")
+        planned = job.next_run_time
+        assert await scheduler.poll("g") is False
+        assert scheduler.sources["g"].retry is None
+        assert scheduler._aps.get_job("g").next_run_time == planned
+        assert scheduler.sources["g"].last_error == "2: internal server error"
+    finally:
+        await scheduler.close()

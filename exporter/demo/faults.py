@@ -12,9 +12,10 @@
   (default text/html);
 - `json`: any JSON body, served with `status` or 200;
 - `drift`: answer with the simulator's own good body after a shape drift, for every vendor
-  alike: `null_lists` (every list below the top is null), `missing_keys` (every object is
-  empty) or `wrong_types` (in every object, lists become objects, objects lists, numbers
-  strings and strings numbers);
+  alike: `nulls` (lists and objects inside the top-level object, or inside the records of a
+  top-level list, are null: `{"data": null}`), `missing_keys` (every object is empty) or
+  `wrong_types` (in every object, lists become objects, objects lists, numbers strings and
+  strings numbers);
 - `times`: answer faultily only this many times, then recover by itself.
 
 In `body` and in the strings of `json`, `{request}` is replaced by the request line and headers,
@@ -39,15 +40,19 @@ ErrorBody = Callable[[int], web.Response]
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 FAULT_PATH = "/_sim/fault"
-DRIFTS = ("null_lists", "missing_keys", "wrong_types")
+DRIFTS = ("nulls", "missing_keys", "wrong_types")
 
 
-def _null_lists(value: Any, top: bool = True) -> Any:
-    if isinstance(value, list):
-        return [_null_lists(item, False) for item in value] if top else None
-    if isinstance(value, dict):
-        return {key: _null_lists(item, False) for key, item in value.items()}
-    return value
+def _null_containers(record: dict[str, Any]) -> dict[str, Any]:
+    return {key: None if isinstance(item, list | dict) else item for key, item in record.items()}
+
+
+def _nulls(body: Any) -> Any:
+    if isinstance(body, dict):
+        return _null_containers(body)
+    if isinstance(body, list):
+        return [_null_containers(item) if isinstance(item, dict) else None for item in body]
+    return body
 
 
 def _missing_keys(value: Any) -> Any:
@@ -78,8 +83,8 @@ def _wrong_types(value: Any) -> Any:
 
 def drift(body: Any, how: str) -> Any:
     """A good JSON body with its shape drifted in one of the ways of DRIFTS."""
-    if how == "null_lists":
-        return _null_lists(body)
+    if how == "nulls":
+        return _nulls(body)
     if how == "missing_keys":
         return _missing_keys(body)
     if how == "wrong_types":
