@@ -2,6 +2,9 @@
 
 `livestream-exporter --demo` needs nothing else: it starts every vendor's simulator on loopback
 and polls it. `--check-config` and `--once` are for CI pipelines and first-time setup.
+
+SIGTERM and SIGINT stop the process (in-flight vendor requests are cancelled); SIGHUP and
+`POST /-/reload` re-read the config: a bad one is refused, logged and the running one kept.
 """
 
 from __future__ import annotations
@@ -22,17 +25,21 @@ from aiohttp import web
 from exporter import __version__
 from exporter.config import Config, ConfigError, load_config, parse_config
 from exporter.demo import RunningSimulators, start_simulators
+from exporter.demo.faults import FAULT_PATH
 from exporter.logs import LEVELS, Redactor, setup_logging
 from exporter.metrics import CONTRACT_FAMILIES, AudienceStore, ExporterMetrics, Exposition
 from exporter.providers import providers
 from exporter.scheduler import Scheduler
 from exporter.sharding import ShardError, budget_summary, requested, resolve
 from exporter.web import build_app
+from exporter.webconfig import WebSecurity, load_web_config
 
 log = logging.getLogger("exporter")
 
 DEFAULT_LISTEN = ":9877"
 CONFIG_ENV = "LIVESTREAM_EXPORTER_CONFIG"
+SHUTDOWN_GRACE = 1.0
+"""Seconds a scrape in progress may take to finish once the process is told to stop."""
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -62,16 +69,18 @@ def build_parser() -> argparse.ArgumentParser:
         help="path of the metrics endpoint",
     )
     parser.add_argument(
-        "--check-config", action="store_true", help="validate the config and exit (0 valid, 1 not)"
+        "--web.config.file",
+        dest="web_config_file",
+        metavar="PATH",
+        help="TLS and basic auth, in the Prometheus exporter-toolkit web-config format (empty: plain HTTP)",
     )
+    parser.add_argument("--check-config", action="store_true", help="validate the config and exit (0 valid, 1 not)")
     parser.add_argument(
         "--once",
         action="store_true",
         help="poll every source once, print the exposition, exit 0 if all succeeded",
     )
-    parser.add_argument(
-        "--log.level", dest="log_level", default="info", choices=list(LEVELS), help="log level"
-    )
+    parser.add_argument("--log.level", dest="log_level", default="info", choices=list(LEVELS), help="log level")
     parser.add_argument(
         "--log.format",
         dest="log_format",
@@ -108,6 +117,29 @@ def parse_listen_address(value: str) -> tuple[str | None, int]:
 class Setup:
     config: Config
     simulators: RunningSimulators | None
+    path: str | None = None
+    demo_state_dir: str | None = None
+
+    def reread(self) -> Config:
+        """The config as the file says now, with the running demo's sources added again."""
+        return combine(self.path, self.simulators, self.demo_state_dir)
+
+
+def combine(path: str | None, running: RunningSimulators | None, demo_state_dir: str | None) -> Config:
+    config = load_config(path, require_sources=running is None) if path else None
+    if running is None:
+        assert config is not None
+        return config
+    demo = parse_config({"sources": running.sources}, "<demo>", Path(tempfile.gettempdir()))
+    if config is None:
+        demo.global_ = demo.global_.model_copy(update={"state_dir": demo_state_dir})
+        return demo
+    taken = {source.name for source in config.sources}
+    clashes = [source.name for source in demo.sources if source.name in taken]
+    if clashes:
+        raise ConfigError([f"{path}: sources: names {', '.join(clashes)} are reserved for --demo"])
+    config.sources.extend(demo.sources)
+    return config
 
 
 async def prepare(args: argparse.Namespace) -> Setup:
@@ -115,25 +147,20 @@ async def prepare(args: argparse.Namespace) -> Setup:
     path = args.config or os.environ.get(CONFIG_ENV)
     if not path and not args.demo:
         raise ConfigError([f"no config: pass --config PATH, set ${CONFIG_ENV}, or run with --demo"])
-    config = load_config(path, require_sources=not args.demo) if path else None
     if not args.demo:
-        assert config is not None
-        return Setup(config, None)
+        return Setup(combine(path, None, None), None, path)
+    if path:
+        load_config(path, require_sources=False)
     running = await start_simulators()
-    demo_dir = Path(tempfile.gettempdir())
-    demo = parse_config({"sources": running.sources}, "<demo>", demo_dir)
-    if config is None:
-        demo.global_ = demo.global_.model_copy(
-            update={"state_dir": tempfile.mkdtemp(prefix="livestream-exporter-demo-")}
-        )
-        return Setup(demo, running)
-    taken = {source.name for source in config.sources}
-    clashes = [source.name for source in demo.sources if source.name in taken]
-    if clashes:
+    demo_state_dir = tempfile.mkdtemp(prefix="livestream-exporter-demo-")
+    try:
+        config = combine(path, running, demo_state_dir)
+    except ConfigError:
         await running.stop()
-        raise ConfigError([f"{path}: sources: names {', '.join(clashes)} are reserved for --demo"])
-    config.sources.extend(demo.sources)
-    return Setup(config, running)
+        raise
+    for provider, base_url in running.base_urls.items():
+        log.info("demo simulator", extra={"provider": provider, "url": base_url, "faults": base_url + FAULT_PATH})
+    return Setup(config, running, path, demo_state_dir)
 
 
 def all_families() -> list:
@@ -148,10 +175,40 @@ class Exporter:
 
     def __init__(self, config: Config, redactor: Redactor) -> None:
         redactor.replace(config.secret_values())
+        self.redactor = redactor
         self.store = AudienceStore(all_families(), config.global_.stale_after)
         self.metrics = ExporterMetrics(__version__, platform.python_version())
-        self.scheduler = Scheduler(config, self.store, self.metrics)
+        self.scheduler = Scheduler(config, self.store, self.metrics, redact=redactor)
         self.exposition = Exposition(self.store, self.metrics)
+        self.security: WebSecurity | None = None
+        self._reloading = asyncio.Lock()
+
+    async def reload(self, setup: Setup) -> list[str]:
+        """Re-read the config (and the web config); [] when it was applied, else its problems,
+        which are logged while the running config stays."""
+        async with self._reloading:
+            try:
+                config = setup.reread()
+            except ConfigError as error:
+                problems = [self.redactor(line) for line in error.lines]
+                for line in problems:
+                    log.error("config not reloaded, keeping the running one", extra={"problem": line})
+                self.metrics.config_reload_ok.set(0)
+                return problems
+            self.redactor.replace(sorted({*self.redactor.known, *config.secret_values()}))
+            summary = await self.scheduler.reload(config)
+            web_ok = self.security.refresh() if self.security is not None else True
+            self.metrics.config_reload_ok.set(1 if web_ok else 0)
+            log.info(
+                "config reloaded",
+                extra={
+                    "added": ",".join(summary.added),
+                    "restarted": ",".join(summary.restarted),
+                    "removed": ",".join(summary.removed),
+                    "unchanged": len(summary.unchanged),
+                },
+            )
+            return [] if web_ok else ["web config not reloaded; see the log"]
 
 
 async def run_once(setup: Setup, redactor: Redactor) -> int:
@@ -166,21 +223,26 @@ async def run_once(setup: Setup, redactor: Redactor) -> int:
     return 0 if ok else 1
 
 
-async def serve(setup: Setup, args: argparse.Namespace, redactor: Redactor) -> int:
+async def serve(setup: Setup, args: argparse.Namespace, redactor: Redactor, security: WebSecurity | None) -> int:
     host, port = parse_listen_address(args.listen_address)
     exporter = Exporter(setup.config, redactor)
+    exporter.security = security
     await exporter.scheduler.open()
-    app = build_app(exporter.scheduler, exporter.exposition, args.telemetry_path)
-    runner = web.AppRunner(app, access_log=None, handle_signals=False)
+    app = build_app(
+        exporter.scheduler,
+        exporter.exposition,
+        args.telemetry_path,
+        security=security,
+        reload=lambda: exporter.reload(setup),
+    )
+    runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=SHUTDOWN_GRACE)
     await runner.setup()
-    site = web.TCPSite(runner, host, port)
+    site = web.TCPSite(runner, host, port, ssl_context=security.ssl_context if security else None)
     try:
         await site.start()
     except OSError as error:
         await exporter.scheduler.close()
-        log.error(
-            "cannot listen", extra={"address": args.listen_address, "error": error.strerror or str(error)}
-        )
+        log.error("cannot listen", extra={"address": args.listen_address, "error": error.strerror or str(error)})
         return 1
     log.info(
         "listening",
@@ -188,6 +250,7 @@ async def serve(setup: Setup, args: argparse.Namespace, redactor: Redactor) -> i
             "address": args.listen_address,
             "sources": len(exporter.scheduler.sources),
             "version": __version__,
+            "tls": security is not None and security.ssl_context is not None,
         },
     )
     exporter.scheduler.start()
@@ -195,10 +258,23 @@ async def serve(setup: Setup, args: argparse.Namespace, redactor: Redactor) -> i
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
+    reloads: set[asyncio.Task[list[str]]] = set()
+
+    def on_sighup() -> None:
+        task = loop.create_task(exporter.reload(setup))
+        reloads.add(task)
+        task.add_done_callback(reloads.discard)
+
+    loop.add_signal_handler(signal.SIGHUP, on_sighup)
     await stop.wait()
     log.info("shutting down")
+    for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        loop.remove_signal_handler(signum)
+    await site.stop()
     await exporter.scheduler.close()
     await runner.cleanup()
+    if security is not None:
+        security.close()
     return 0
 
 
@@ -213,11 +289,23 @@ def apply_sharding(config: Config, args: argparse.Namespace) -> None:
 
 
 async def amain(args: argparse.Namespace, redactor: Redactor) -> int:
+    problems: list[str] = []
+    setup: Setup | None = None
+    security: WebSecurity | None = None
     try:
         setup = await prepare(args)
     except ConfigError as error:
-        for line in error.lines:
+        problems.extend(error.lines)
+    if args.web_config_file:
+        try:
+            security = WebSecurity(load_web_config(args.web_config_file))
+        except ConfigError as error:
+            problems.extend(error.lines)
+    if problems or setup is None:
+        for line in problems:
             print(redactor(line), file=sys.stderr)
+        if setup is not None and setup.simulators is not None:
+            await setup.simulators.stop()
         return 1
     try:
         try:
@@ -232,10 +320,12 @@ async def amain(args: argparse.Namespace, redactor: Redactor) -> int:
             if total > 1:
                 known = providers()
                 print(budget_summary(total, [known[s.provider](s) for s in setup.config.sources]))
+            if security is not None:
+                print(f"{args.web_config_file}: OK")
             return 0
         if args.once:
             return await run_once(setup, redactor)
-        return await serve(setup, args, redactor)
+        return await serve(setup, args, redactor, security)
     finally:
         if setup.simulators is not None:
             await setup.simulators.stop()

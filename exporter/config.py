@@ -60,6 +60,8 @@ _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 def _format_loc(loc: tuple[Any, ...]) -> str:
     text = ""
     for part in loc:
+        if part == "[key]":
+            continue
         if isinstance(part, int):
             text += f"[{part}]"
         else:
@@ -73,6 +75,8 @@ def _pydantic_message(error: dict[str, Any]) -> str:
         return "unknown key"
     if kind == "missing":
         return "required key is missing"
+    if kind in ("model_type", "dict_type", "model_attributes_type"):
+        return "must be a mapping of keys"
     message = str(error["msg"])
     for prefix in ("Value error, ", "Assertion failed, "):
         message = message.removeprefix(prefix)
@@ -85,8 +89,13 @@ class _Collector:
     def __init__(self, file: str) -> None:
         self.file = file
         self.lines: list[str] = []
+        self.muted: set[tuple[str, str]] = set()
+        """Keys already reported as an unset environment variable: what follows from the empty
+        value is the same problem, not another one."""
 
     def add(self, where: str, key: str, message: str) -> None:
+        if (where, key) in self.muted:
+            return
         parts = [self.file, where, key, message]
         self.lines.append(": ".join(part for part in parts if part))
 
@@ -113,6 +122,10 @@ def _expand_env(value: Any, path: tuple[Any, ...], problems: list[tuple[tuple[An
     return value
 
 
+_UNREAD_SECRET = "<unread>"
+"""Stands in for a secret whose file could not be read, so only that problem is reported."""
+
+
 def _secret_keys(model: type[SourceSettings]) -> set[str]:
     return {
         name
@@ -135,13 +148,14 @@ def _read_secret_files(
             continue
         if not isinstance(raw[file_key], str):
             report(file_key, "must be a file path")
+            resolved[key] = _UNREAD_SECRET
             continue
         secret_path = base_dir / raw[file_key]
         try:
             resolved[key] = secret_path.read_text(encoding="utf-8").rstrip("\r\n")
         except OSError as error:
             report(file_key, f"cannot read {secret_path}: {error.strerror or error}")
-            resolved[key] = ""
+            resolved[key] = _UNREAD_SECRET
     return resolved
 
 
@@ -160,6 +174,9 @@ def _parse_source(index: int, raw: Any, base_dir: Path, problems: _Collector) ->
     if provider_name is None:
         problems.add(where, "provider", f"required key is missing (one of {', '.join(known)})")
         return None
+    if not isinstance(provider_name, str):
+        problems.add(where, "provider", f"must be a string (one of {', '.join(known)})")
+        return None
     if provider_name not in known:
         problems.add(where, "provider", f"unknown provider {provider_name!r} (one of {', '.join(known)})")
         return None
@@ -171,6 +188,10 @@ def _parse_source(index: int, raw: Any, base_dir: Path, problems: _Collector) ->
     except ValidationError as error:
         problems.add_validation(where, error)
         return None
+    for key in sorted(_secret_keys(model)):
+        value = getattr(settings, key)
+        if isinstance(value, SecretStr) and not value.get_secret_value():
+            problems.add(where, key, "must not be empty")
     return settings if len(problems.lines) == before else None
 
 
@@ -186,9 +207,13 @@ def parse_config(data: Any, file: str, base_dir: Path, *, require_sources: bool 
     for path, message in env_problems:
         if path[:1] == ("sources",) and len(path) > 1:
             raw = data["sources"][path[1]]
-            problems.add(_source_label(path[1], raw), _format_loc(path[2:]), message)
+            where, key = _source_label(path[1], raw), _format_loc(path[2:])
+        elif path[:1] == ("global",) and len(path) > 1:
+            where, key = "global", _format_loc(path[1:])
         else:
-            problems.add("", _format_loc(path), message)
+            where, key = "", _format_loc(path)
+        problems.add(where, key, message)
+        problems.muted.add((where, key))
     for key in data:
         if key not in ("global", "sources"):
             problems.add("", str(key), "unknown key (expected global, sources)")
@@ -203,11 +228,10 @@ def parse_config(data: Any, file: str, base_dir: Path, *, require_sources: bool 
         raw_sources = []
     if not isinstance(raw_sources, list):
         problems.add("", "sources", "must be a list of sources")
-        raw_sources = []
-    if require_sources and not raw_sources:
+    elif require_sources and not raw_sources:
         problems.add("", "sources", "at least one source is required (or run with --demo)")
     seen: dict[str, int] = {}
-    for index, raw in enumerate(raw_sources):
+    for index, raw in enumerate(raw_sources if isinstance(raw_sources, list) else []):
         source = _parse_source(index, raw, base_dir, problems)
         if source is None:
             continue
@@ -225,6 +249,31 @@ def parse_config(data: Any, file: str, base_dir: Path, *, require_sources: bool 
     return Config(path=file, global_=global_settings, sources=sources)
 
 
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """YAML's safe loader, except that a key given twice in one mapping is an error: PyYAML
+    would silently keep the last, and a config whose second `api_key` wins is a typo waiting."""
+
+
+def _unique_mapping(loader: _UniqueKeyLoader, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+    seen: set[Any] = set()
+    for key_node, _ in node.value:
+        if key_node.tag == "tag:yaml.org,2002:merge":
+            continue
+        key = loader.construct_object(key_node, deep=True)
+        try:
+            duplicate = key in seen
+            seen.add(key)
+        except TypeError:
+            continue
+        if duplicate:
+            raise yaml.constructor.ConstructorError(None, None, f"duplicate key {key!r}", key_node.start_mark)
+    loader.flatten_mapping(node)
+    return loader.construct_mapping(node, deep=deep)
+
+
+_UniqueKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _unique_mapping)
+
+
 def load_config(path: str, *, require_sources: bool = True) -> Config:
     """Read and validate a config file; raises ConfigError listing every problem."""
     try:
@@ -232,7 +281,7 @@ def load_config(path: str, *, require_sources: bool = True) -> Config:
     except OSError as error:
         raise ConfigError([f"{path}: cannot read: {error.strerror or error}"]) from None
     try:
-        data = yaml.safe_load(text)
+        data = yaml.load(text, Loader=_UniqueKeyLoader)
     except yaml.YAMLError as error:
         mark = getattr(error, "problem_mark", None)
         where = f"line {mark.line + 1}: " if mark is not None else ""

@@ -9,16 +9,20 @@ duration. Transport failures become PollError with the contract's codes (`timeou
 from __future__ import annotations
 
 import json
+import logging
 import time
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
 from typing import Any, Protocol
+from urllib.parse import urlsplit
 
 import aiohttp
 
 from exporter.providers.base import Answer, InvalidBody, PollError
+
+log = logging.getLogger(__name__)
 
 
 class Limiter(Protocol):
@@ -72,11 +76,13 @@ class SourceFetcher:
         timeout: float,
         observer: RequestObserver,
         limiter: Limiter | None = None,
+        source: str = "",
     ) -> None:
         self.session = session
         self.timeout = aiohttp.ClientTimeout(total=timeout)
         self.observer = observer
         self.limiter = limiter
+        self.source = source
 
     @asynccontextmanager
     async def get(
@@ -96,10 +102,10 @@ class SourceFetcher:
             ) as response:
                 answer = HttpAnswer(response.status, response.headers, await response.read())
         except TimeoutError:
-            self.observer.request_done(endpoint, "timeout", time.perf_counter() - started)
+            self._done(endpoint, url, params, headers, "timeout", time.perf_counter() - started)
             raise PollError(f"{endpoint}: no answer within {self.timeout.total:g}s", code="timeout") from None
         except aiohttp.ClientError as error:
-            self.observer.request_done(endpoint, "connect_error", time.perf_counter() - started)
+            self._done(endpoint, url, params, headers, "connect_error", time.perf_counter() - started)
             raise PollError(
                 f"{endpoint}: {type(error).__name__}: {_describe(error)}", code="connect_error"
             ) from None
@@ -111,9 +117,46 @@ class SourceFetcher:
             code = "invalid_body"
             raise
         finally:
-            self.observer.request_done(endpoint, code, elapsed)
+            self._done(endpoint, url, params, headers, code, elapsed)
             if answer.status == 429:
                 self.observer.rate_limited()
+
+    def _done(
+        self,
+        endpoint: str,
+        url: str,
+        params: Mapping[str, str] | None,
+        headers: Mapping[str, str] | None,
+        code: str,
+        seconds: float,
+    ) -> None:
+        """Count the request, and at debug level say what was asked: the URL without its query
+        or credentials, and only the names of the parameters and headers, whose values may be
+        keys or signatures."""
+        self.observer.request_done(endpoint, code, seconds)
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug(
+                "vendor request",
+                extra={
+                    "source": self.source,
+                    "endpoint": endpoint,
+                    "url": redact_url(url),
+                    "params": ",".join(sorted(params or ())),
+                    "headers": ",".join(sorted(headers or ())),
+                    "code": code,
+                    "seconds": round(seconds, 4),
+                },
+            )
+
+
+def redact_url(url: str) -> str:
+    """`scheme://host:port/path`: no user info, no query, no fragment."""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    if ":" in host:
+        host = f"[{host}]"
+    port = f":{parts.port}" if parts.port else ""
+    return f"{parts.scheme}://{host}{port}{parts.path}"
 
 
 def _describe(error: aiohttp.ClientError) -> str:

@@ -10,18 +10,28 @@ import json
 import logging
 import sys
 from datetime import UTC, datetime
+from urllib.parse import quote, quote_plus
 
 LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warn": logging.WARNING, "error": logging.ERROR}
 _STANDARD_ATTRS = set(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"message", "asctime"}
 REDACTED = "<redacted>"
 
 
+def _spellings(secret: str) -> set[str]:
+    """The forms a secret takes on its way into a line: as is, JSON-escaped (JSON logs, logfmt
+    quoting) and URL-encoded (a vendor or proxy echoing the request URL)."""
+    return {secret, json.dumps(secret)[1:-1], quote(secret, safe=""), quote_plus(secret, safe="")}
+
+
 class Redactor:
     def __init__(self) -> None:
-        self.secrets: set[str] = set()
+        self.known: list[str] = []
+        self.secrets: list[str] = []
 
     def replace(self, secrets: list[str]) -> None:
-        self.secrets = {secret for secret in secrets if len(secret) >= 4}
+        self.known = [secret for secret in secrets if len(secret) >= 4]
+        found = {form for secret in self.known for form in _spellings(secret)}
+        self.secrets = sorted(found, key=len, reverse=True)
 
     def __call__(self, text: str) -> str:
         for secret in self.secrets:

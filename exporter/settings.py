@@ -57,6 +57,8 @@ SourceName = Annotated[str, AfterValidator(_source_name)]
 def _label_name(value: str) -> str:
     if not re.fullmatch(r"[a-zA-Z_][a-zA-Z0-9_]*", value) or value.startswith("__"):
         raise ValueError(f"{value!r} is not a valid Prometheus label name")
+    if value in ("source", "provider"):
+        raise ValueError(f"{value!r} is set by the exporter itself")
     return value
 
 
@@ -65,8 +67,14 @@ LabelName = Annotated[str, AfterValidator(_label_name)]
 
 def _http_url(value: str) -> str:
     parts = urlsplit(value)
-    if parts.scheme not in ("http", "https") or not parts.netloc:
+    try:
+        valid = parts.scheme in ("http", "https") and bool(parts.hostname) and (parts.port or 0) >= 0
+    except ValueError:
+        valid = False
+    if not valid:
         raise ValueError("must be an http:// or https:// URL")
+    if parts.username is not None or parts.password is not None:
+        raise ValueError("must not carry credentials (they would not be treated as secrets)")
     return value
 
 

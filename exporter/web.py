@@ -1,5 +1,8 @@
 """The HTTP side: /metrics, the landing page, /-/healthy and /-/ready.
 
+`POST /-/reload` re-reads the config, as SIGHUP does. With `--web.config.file`, every path
+goes through exporter.webconfig's middleware (basic auth, headers, rate limit).
+
 /metrics never calls a vendor and never walks the series: it joins bytes rendered at poll time
 (see exporter.metrics), in OpenMetrics when the scraper asks for it in `Accept` (Prometheus
 does, first) and gzipped when `Accept-Encoding` allows it.
@@ -9,6 +12,7 @@ from __future__ import annotations
 
 import html
 import time
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 
 from aiohttp import web
@@ -16,10 +20,14 @@ from aiohttp import web
 from exporter import __version__
 from exporter.metrics import OPENMETRICS_CONTENT_TYPE, TEXT_CONTENT_TYPE, Exposition
 from exporter.scheduler import Scheduler
+from exporter.webconfig import WebSecurity
+
+Reload = Callable[[], Awaitable[list[str]]]
 
 SCHEDULER_KEY = web.AppKey("scheduler", Scheduler)
 EXPOSITION_KEY = web.AppKey("exposition", Exposition)
 TELEMETRY_PATH_KEY = web.AppKey("telemetry_path", str)
+RELOAD_KEY = web.AppKey("reload", Reload)
 
 
 def wants_openmetrics(accept: str) -> bool:
@@ -92,8 +100,22 @@ async def ready_handler(request: web.Request) -> web.Response:
     return web.Response(status=503, text="Not ready: not every source has been polled yet\n")
 
 
-def build_app(scheduler: Scheduler, exposition: Exposition, telemetry_path: str) -> web.Application:
-    app = web.Application()
+async def reload_handler(request: web.Request) -> web.Response:
+    problems = await request.app[RELOAD_KEY]()
+    if problems:
+        return web.Response(status=500, text="failed to reload config:\n" + "\n".join(problems) + "\n")
+    return web.Response(text="Reloaded\n")
+
+
+def build_app(
+    scheduler: Scheduler,
+    exposition: Exposition,
+    telemetry_path: str,
+    *,
+    security: WebSecurity | None = None,
+    reload: Reload | None = None,
+) -> web.Application:
+    app = web.Application(middlewares=[security.middleware] if security else [])
     app[SCHEDULER_KEY] = scheduler
     app[EXPOSITION_KEY] = exposition
     app[TELEMETRY_PATH_KEY] = telemetry_path
@@ -101,4 +123,7 @@ def build_app(scheduler: Scheduler, exposition: Exposition, telemetry_path: str)
     app.router.add_get("/", landing_handler)
     app.router.add_get("/-/healthy", healthy_handler)
     app.router.add_get("/-/ready", ready_handler)
+    if reload is not None:
+        app[RELOAD_KEY] = reload
+        app.router.add_post("/-/reload", reload_handler)
     return app

@@ -155,3 +155,54 @@ async def fetcher() -> Any:
         fetch = SourceFetcher(session, 5.0, observer)
         fetch.observer_record = observer  # type: ignore[attr-defined]
         yield fetch
+
+
+class SimulatorThread:
+    """A vendor simulator served from a background thread's event loop, for tests that run the
+    exporter as a separate process and need to switch the vendor's faults while it runs."""
+
+    def __init__(self, simulator: Any, port: int = 0) -> None:
+        import asyncio
+        import threading
+
+        from exporter.demo import serve
+
+        self.simulator = simulator
+        self.loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self._thread.start()
+        self.runner, self.base_url = self._call(serve(simulator.app(), port=port))
+
+    def _call(self, coro: Any) -> Any:
+        import asyncio
+
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout=10)
+
+    def fault(self, **fault: Any) -> None:
+        """Set the simulator's fault (`POST /_sim/fault`); no arguments clears it."""
+        request = urllib.request.Request(
+            f"{self.base_url}/_sim/fault", data=json.dumps(fault).encode(), method="POST"
+        )
+        with urllib.request.urlopen(request, timeout=5) as response:
+            response.read()
+
+    def stop(self) -> None:
+        if self.loop.is_running():
+            self._call(self.runner.cleanup())
+            self.loop.call_soon_threadsafe(self.loop.stop)
+            self._thread.join(timeout=10)
+
+
+@pytest.fixture
+def simulator_thread() -> Iterator[Any]:
+    """`start(simulator) -> SimulatorThread`, each stopped after the test."""
+    started: list[SimulatorThread] = []
+
+    def start(simulator: Any, port: int = 0) -> SimulatorThread:
+        thread = SimulatorThread(simulator, port)
+        started.append(thread)
+        return thread
+
+    yield start
+    for thread in started:
+        thread.stop()

@@ -144,10 +144,11 @@ class Naver(Provider):
         if reason:
             raise PollError(reason, status=200)
         code, points = body.get("code"), body.get("result")
-        if (code is not None and str(code) != "200") or not isinstance(points, list):
-            message = body.get("message") or "no message"
-            missing = "" if isinstance(points, list) else " (no result list)"
-            raise PollError(f"code {code}: {message}{missing}", status=200)
+        message = body.get("message") or "no message"
+        if code is not None and str(code) != "200":
+            raise PollError(f"code {code}: {message}", status=200)
+        if not isinstance(points, list):
+            raise InvalidBody(f"code {code}: {message} (no result list)", status=200)
         newest = newest_point(
             points, lambda point: log_date_to_unix(point.get("logDate"), self.zone), "currentViewerCnt", result
         )

@@ -106,25 +106,34 @@ def test_an_empty_result_list_is_a_success_that_publishes_nothing() -> None:
 
 
 @pytest.mark.parametrize(
-    ("body", "reason"),
+    ("body", "reason", "code"),
     [
-        (fixture_json("naver/error_no_version_information.json"), "4100: No version information."),
-        ({"error": {"errorCode": "Unauthorized", "message": "Unauthorized"}}, "Unauthorized: Unauthorized"),
-        ({"code": 500, "message": "server busy", "result": []}, "code 500: server busy"),
+        (fixture_json("naver/error_no_version_information.json"), "4100: No version information.", "200"),
+        ({"error": {"errorCode": "Unauthorized", "message": "Unauthorized"}}, "Unauthorized: Unauthorized", "200"),
+        ({"code": 500, "message": "server busy", "result": []}, "code 500: server busy", "200"),
         (
             {"code": 200, "message": "currentViewers (1m)", "result": None},
             "code 200: currentViewers (1m) (no result list)",
+            "invalid_body",
         ),
-        ({"code": 200, "message": "currentViewers (1m)"}, "code 200: currentViewers (1m) (no result list)"),
+        (
+            {"code": 200, "message": "currentViewers (1m)"},
+            "code 200: currentViewers (1m) (no result list)",
+            "invalid_body",
+        ),
         (
             {"code": 200, "result": [], "error": {"errorCode": "4601", "message": "bad device"}},
             "4601: bad device",
+            "200",
         ),
     ],
 )
 async def test_failures_inside_a_200_are_failed_polls_with_the_vendors_words(
-    serve_app, fetcher, body: dict, reason: str
+    serve_app, fetcher, body: dict, reason: str, code: str
 ) -> None:
+    """Errors the vendor states are counted as the 200 they came with; a body without the result
+    list (a drifted shape) is counted as invalid_body."""
+
     async def viewers(request: web.Request) -> web.Response:
         return web.json_response(body)
 
@@ -133,7 +142,7 @@ async def test_failures_inside_a_200_are_failed_polls_with_the_vendors_words(
     result = await provider(base_url=await serve_app(app)).poll(fetcher, datetime.now(UTC))
     assert result.failures["total"].reason == reason
     assert result.samples == {}
-    assert fetcher.observer_record.requests == [("current_viewers", "200")]
+    assert fetcher.observer_record.requests == [("current_viewers", code)]
 
 
 async def test_request_sends_the_documented_headers_and_query(serve_app, fetcher) -> None:
