@@ -148,7 +148,7 @@ class Scheduler:
             result = PollResult(failures={ALL_UNITS: PollError(f"internal error: {type(error).__name__}")})
         now = time.time()
         runtime.polls += 1
-        self.store.apply(name, result, now)
+        await self.store.apply_sliced(name, result, now)
         if result.rejected_points:
             self.metrics.rejected_points.labels(*labels).inc(result.rejected_points)
         if result.credits_spent:
