@@ -8,16 +8,18 @@ are few and live in a prometheus_client registry.
 Counters built from vendor running totals follow one rule: per series, the highest value seen
 for each part (a day, a stream) is kept and the counter is their sum, so it never decreases when
 a vendor revises a part downwards or a part leaves the query window; the parts are saved in the
-state file so a restart continues where it stopped.
+state file so a restart continues where it stopped. A negative or NaN total is ignored: no
+counter can hold it, and OpenMetrics parsers reject the whole scrape over it.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import math
 import struct
-import time
 import zlib
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -60,9 +62,15 @@ def escape_label_value(value: str) -> str:
     return value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
 
 
-def render_labels(labels: Iterable[tuple[str, str]]) -> str:
-    inner = ",".join(f'{name}="{escape_label_value(value)}"' for name, value in labels)
-    return "{" + inner + "}" if inner else ""
+def format_value(value: float) -> str:
+    """The value exactly as prometheus_client writes it (`floatToGoString`), cheaply.
+
+    Below 1e6 (and above -Inf) Go's formatting and Python's `repr` agree, and audience figures
+    live there; only large values, NaN and the infinities take prometheus_client's slower path.
+    """
+    if -math.inf < value < 1e6:
+        return repr(value)
+    return floatToGoString(value)
 
 
 def family_header(family: MetricFamily, openmetrics: bool) -> bytes:
@@ -77,25 +85,28 @@ def family_header(family: MetricFamily, openmetrics: bool) -> bytes:
 
 @dataclass(frozen=True, slots=True)
 class SourceIdentity:
-    """The labels every series of a source carries."""
+    """The labels every series of a source carries: `source`, `provider`, then the sample's own
+    labels, then the constant `labels` the sample does not set itself."""
 
     name: str
     provider: str
     labels: Labels = ()
 
-    def series_labels(self, sample_labels: Labels) -> Labels:
-        own = {name for name, _ in sample_labels}
-        constant = tuple((k, v) for k, v in self.labels if k not in own and k not in ("source", "provider"))
-        return (("source", self.name), ("provider", self.provider), *sample_labels, *constant)
-
-
-@dataclass
-class _Unit:
-    samples: list[Sample]
-    updated: float
-
 
 SeriesKey = tuple[str, Labels]
+SLICE = 1000
+"""Units (or rendered lines) handled between two hand-backs to the event loop: a few ms each."""
+Line = tuple[str, str, str]
+"""One rendered series: (family name, `name{labels} `, `value\\n`)."""
+
+
+@dataclass(slots=True)
+class _Unit:
+    """A unit's last good samples and their rendered lines (None where the family is unknown)."""
+
+    samples: list[Sample]
+    updated: float
+    lines: list[Line | None]
 
 
 @dataclass
@@ -104,20 +115,46 @@ class _SourceState:
     units: dict[str, _Unit] = field(default_factory=dict)
     counter_parts: dict[SeriesKey, dict[str, float]] = field(default_factory=dict)
     chunks: dict[str, bytes] = field(default_factory=dict)
+    oldest: float = math.inf
+    """When the least recently updated unit was updated, so staleness is checked per source."""
 
+    def __post_init__(self) -> None:
+        identity = self.identity
+        self._head = f'source="{escape_label_value(identity.name)}",provider="{escape_label_value(identity.provider)}"'
+        self._constant = tuple(
+            (name, escape_label_value(value))
+            for name, value in identity.labels
+            if name not in ("source", "provider")
+        )
 
-def _counter_key_to_json(key: SeriesKey) -> str:
-    name, labels = key
-    return name + render_labels(labels)
+    def series_prefix(self, sample: Sample) -> str:
+        """`name{labels} ` for one sample, labels escaped for both exposition formats."""
+        parts = [self._head, *(f'{name}="{escape_label_value(value)}"' for name, value in sample.labels)]
+        if self._constant:
+            own = {name for name, _ in sample.labels}
+            parts.extend(f'{name}="{value}"' for name, value in self._constant if name not in own)
+        return f"{sample.name}{{{','.join(parts)}}} "
 
 
 class AudienceStore:
-    """Per-source audience series: last good values per unit, staleness, counters, rendering."""
+    """Per-source audience series: last good values per unit, staleness, counters, rendering.
+
+    Each unit's lines are rendered when that unit answers (a unit whose samples did not change
+    keeps its lines, and a series whose labels did not change keeps its rendered labels), and
+    each source's lines are joined into one bytes chunk per family. So a poll costs about its own
+    series, a scrape costs a join of chunks, and expiring a stale unit costs a join, not a render.
+    """
 
     def __init__(self, families: Iterable[MetricFamily], stale_after: float) -> None:
         self.families: dict[str, MetricFamily] = {}
         for family in families:
             self.families.setdefault(family.name, family)
+        self._counters = {name for name, family in self.families.items() if family.kind == "counter"}
+        self._headers = {
+            (name, openmetrics): family_header(family, openmetrics)
+            for name, family in self.families.items()
+            for openmetrics in (False, True)
+        }
         self.stale_after = stale_after
         self._sources: dict[str, _SourceState] = {}
         self.version = 0
@@ -140,25 +177,22 @@ class AudienceStore:
 
     def apply(self, source: str, result: PollResult, now: float) -> None:
         """Replace the units that answered, keep failed ones until stale, drop the rest."""
-        state = self._sources[source]
-        if ALL_UNITS in result.failures:
-            kept = dict(state.units)
-        else:
-            kept = {key: state.units[key] for key in result.failures if key in state.units}
-        for key, samples in result.samples.items():
-            kept[key] = _Unit(samples, now)
-            for sample in samples:
-                family = self.families.get(sample.name)
-                if family is not None and family.kind == "counter":
-                    parts = state.counter_parts.setdefault((sample.name, sample.labels), {})
-                    parts[sample.part] = max(parts.get(sample.part, sample.value), sample.value)
-        state.units = kept
-        self._render(state, now)
+        for _ in self._apply_steps(source, result, now):
+            pass
 
-    def expire(self, now: float) -> None:
-        for state in self._sources.values():
-            if any(now - unit.updated > self.stale_after for unit in state.units.values()):
-                self._render(state, now)
+    async def apply_sliced(self, source: str, result: PollResult, now: float) -> None:
+        """`apply`, handing the event loop back every `SLICE` units or lines, so a source with
+        100k series never stalls scrapes or other polls for long."""
+        for _ in self._apply_steps(source, result, now):
+            await asyncio.sleep(0)
+
+    async def expire(self, now: float) -> None:
+        """Drop units older than `stale_after`; costs one comparison per source when none is."""
+        for state in list(self._sources.values()):
+            if now - state.oldest > self.stale_after:
+                self._drop_stale(state, now)
+                for _ in self._join_steps(state):
+                    await asyncio.sleep(0)
 
     def counter_state(self, source: str) -> dict[str, Any]:
         """What must survive a restart for this source's counters, as JSON-able data."""
@@ -173,39 +207,104 @@ class AudienceStore:
     def counter_value(self, source: str, name: str, labels: Labels) -> float:
         return sum(self._sources[source].counter_parts.get((name, labels), {}).values())
 
-    def _render(self, state: _SourceState, now: float) -> None:
-        state.units = {k: u for k, u in state.units.items() if now - u.updated <= self.stale_after}
-        lines: dict[str, list[str]] = {}
-        seen: set[SeriesKey] = set()
-        for unit in state.units.values():
-            for sample in unit.samples:
-                family = self.families.get(sample.name)
-                if family is None:
+    def _render_unit(self, state: _SourceState, samples: list[Sample], old: _Unit | None) -> list[Line | None]:
+        old_samples = old.samples if old is not None else []
+        old_lines = old.lines if old is not None else []
+        lines: list[Line | None] = []
+        for index, sample in enumerate(samples):
+            if sample.name not in self.families:
+                lines.append(None)
+                continue
+            previous = old_lines[index] if index < len(old_lines) else None
+            if previous is not None and old_samples[index].labels == sample.labels and previous[0] == sample.name:
+                prefix = previous[1]
+            else:
+                prefix = state.series_prefix(sample)
+            value = sample.value
+            if sample.name in self._counters:
+                parts = state.counter_parts.get((sample.name, sample.labels))
+                if parts is None:
+                    lines.append(None)
                     continue
-                key = (sample.name, sample.labels)
-                if key in seen:
+                value = sum(parts.values())
+            lines.append((sample.name, prefix, format_value(value) + "\n"))
+        return lines
+
+    def _apply_steps(self, source: str, result: PollResult, now: float) -> Iterator[None]:
+        state = self._sources[source]
+        previous = state.units
+        if ALL_UNITS in result.failures:
+            kept = dict(previous)
+        else:
+            kept = {key: previous[key] for key in result.failures if key in previous}
+        for count, samples in enumerate(result.samples.values(), 1):
+            for sample in samples:
+                if sample.name in self._counters and sample.value >= 0:
+                    parts = state.counter_parts.setdefault((sample.name, sample.labels), {})
+                    parts[sample.part] = max(parts.get(sample.part, sample.value), sample.value)
+            if count % SLICE == 0:
+                yield
+        for count, (key, samples) in enumerate(result.samples.items(), 1):
+            old = previous.get(key)
+            if old is not None and old.samples == samples:
+                old.updated = now
+                kept[key] = old
+            else:
+                kept[key] = _Unit(samples, now, self._render_unit(state, samples, old))
+            if count % SLICE == 0:
+                yield
+        if self._sources.get(source) is not state:
+            return
+        state.units = kept
+        self._drop_stale(state, now)
+        yield from self._join_steps(state)
+
+    def _drop_stale(self, state: _SourceState, now: float) -> None:
+        state.units = {key: unit for key, unit in state.units.items() if now - unit.updated <= self.stale_after}
+        state.oldest = min((unit.updated for unit in state.units.values()), default=math.inf)
+
+    def _join_steps(self, state: _SourceState) -> Iterator[None]:
+        """One chunk per family; a series two units both report is written once (the first).
+        If the units change while this is sliced, the later join writes the chunks instead."""
+        units = state.units
+        by_family: dict[str, list[str]] = {}
+        seen: set[str] = set()
+        count = 0
+        for unit in list(units.values()):
+            for line in unit.lines:
+                if line is None or line[1] in seen:
                     continue
-                seen.add(key)
-                value = sample.value
-                if family.kind == "counter":
-                    value = sum(state.counter_parts.get(key, {sample.part: value}).values())
-                labels = render_labels(state.identity.series_labels(sample.labels))
-                lines.setdefault(sample.name, []).append(f"{sample.name}{labels} {floatToGoString(value)}\n")
-        state.chunks = {name: "".join(text).encode() for name, text in lines.items()}
-        self.version += 1
+                seen.add(line[1])
+                parts = by_family.get(line[0])
+                if parts is None:
+                    parts = by_family[line[0]] = []
+                parts += line[1:]
+            count += len(unit.lines)
+            if count >= SLICE:
+                count = 0
+                yield
+        if state.units is units:
+            state.chunks = {name: "".join(parts).encode() for name, parts in by_family.items()}
+            self.version += 1
+
+    def pieces(self, openmetrics: bool) -> list[bytes]:
+        """The audience body as its pre-rendered pieces, in order: per family its HELP/TYPE
+        header, then each source's chunk. The same objects come back until something changes,
+        so callers can cache work per piece (see Exposition's gzip)."""
+        pieces: list[bytes] = []
+        for name in self.families:
+            chunks = [state.chunks[name] for state in self._sources.values() if name in state.chunks]
+            if chunks:
+                pieces.append(self._headers[(name, openmetrics)])
+                pieces.extend(chunks)
+        return pieces
 
     def render(self, openmetrics: bool) -> bytes:
         """Every family with at least one series, each under one HELP/TYPE header."""
         cached = self._body_cache.get(openmetrics)
         if cached is not None and cached[0] == self.version:
             return cached[1]
-        pieces: list[bytes] = []
-        for name, family in self.families.items():
-            chunks = [s.chunks[name] for s in self._sources.values() if name in s.chunks]
-            if chunks:
-                pieces.append(family_header(family, openmetrics))
-                pieces.extend(chunks)
-        body = b"".join(pieces)
+        body = b"".join(self.pieces(openmetrics))
         self._body_cache[openmetrics] = (self.version, body)
         return body
 
@@ -342,36 +441,84 @@ class ExporterMetrics:
         return generate_text(self.registry)
 
 
+GZIP_LEVEL = 6
+GZIP_HEADER = b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\xff"
+"""Magic, deflate, no flags, no modification time, no extra flags, unknown OS (RFC 1952)."""
+
+
+def deflate_pieces(pieces: list[bytes], wanted: set[int]) -> tuple[dict[int, bytes], int]:
+    """Deflate the pieces whose id is in `wanted`, each on its own as raw deflate ending on a
+    sync flush (byte-aligned, not final), and the CRC-32 of all pieces in order. Meant for a
+    worker thread: zlib releases the GIL while it works, so the event loop keeps running."""
+    deflated: dict[int, bytes] = {}
+    crc = 0
+    for piece in pieces:
+        if id(piece) in wanted and id(piece) not in deflated:
+            compressor = zlib.compressobj(GZIP_LEVEL, zlib.DEFLATED, -zlib.MAX_WBITS)
+            deflated[id(piece)] = compressor.compress(piece) + compressor.flush(zlib.Z_SYNC_FLUSH)
+        crc = zlib.crc32(piece, crc)
+    return deflated, crc
+
+
+@dataclass(frozen=True, slots=True)
+class _DeflatedAudience:
+    deflated: bytes
+    crc: int
+    size: int
+
+
 class Exposition:
     """Joins the audience store and the exporter's own metrics into one scrape body.
 
-    Gzip: the audience part (large, changes once per poll) is deflated once per change and
-    kept; each scrape deflates only the small own-metrics part and appends it, which yields one
-    valid gzip member because the cached part ends on a sync flush (no final block).
+    Gzip: deflate streams made independently and ended on a sync flush concatenate into one
+    valid deflate stream, so every audience piece (a family header, one source's chunk) is
+    deflated once, in a worker thread, after it changes; a scrape deflates only the small
+    own-metrics part (as the final block) and wraps the gzip header and trailer around the lot:
+    a single gzip member that any decoder accepts. Concurrent scrapes after a change share one
+    compression job, and the event loop never deflates or checksums the audience itself.
     """
 
     def __init__(self, store: AudienceStore, own: ExporterMetrics) -> None:
         self.store = store
         self.own = own
-        self._deflated: dict[bool, tuple[int, bytes, int, int]] = {}
+        self._deflated: dict[int, tuple[bytes, bytes]] = {}
+        """id(piece) -> (piece, its deflate); holding the piece keeps its id from being reused."""
+        self._audience: dict[bool, tuple[int, asyncio.Future[_DeflatedAudience]]] = {}
+
+    def tail(self, openmetrics: bool) -> bytes:
+        return self.own.render(openmetrics) + (b"# EOF\n" if openmetrics else b"")
 
     def body(self, openmetrics: bool) -> bytes:
-        tail = self.own.render(openmetrics) + (b"# EOF\n" if openmetrics else b"")
-        return self.store.render(openmetrics) + tail
+        return self.store.render(openmetrics) + self.tail(openmetrics)
 
-    def gzip_body(self, openmetrics: bool) -> bytes:
-        version = self.store.version
-        cached = self._deflated.get(openmetrics)
-        if cached is None or cached[0] != version:
-            audience = self.store.render(openmetrics)
-            compressor = zlib.compressobj(6, zlib.DEFLATED, -zlib.MAX_WBITS)
-            deflated = compressor.compress(audience) + compressor.flush(zlib.Z_SYNC_FLUSH)
-            cached = (version, deflated, zlib.crc32(audience), len(audience))
-            self._deflated[openmetrics] = cached
-        _, deflated, crc, size = cached
-        tail = self.own.render(openmetrics) + (b"# EOF\n" if openmetrics else b"")
-        compressor = zlib.compressobj(6, zlib.DEFLATED, -zlib.MAX_WBITS)
+    async def gzip_body(self, openmetrics: bool) -> bytes:
+        audience = await self._deflated_audience(openmetrics)
+        tail = self.tail(openmetrics)
+        compressor = zlib.compressobj(GZIP_LEVEL, zlib.DEFLATED, -zlib.MAX_WBITS)
         tail_deflated = compressor.compress(tail) + compressor.flush(zlib.Z_FINISH)
-        header = b"\x1f\x8b\x08\x00" + struct.pack("<I", int(time.time())) + b"\x00\xff"
-        trailer = struct.pack("<II", zlib.crc32(tail, crc) & 0xFFFFFFFF, (size + len(tail)) & 0xFFFFFFFF)
-        return header + deflated + tail_deflated + trailer
+        trailer = struct.pack("<II", zlib.crc32(tail, audience.crc), (audience.size + len(tail)) & 0xFFFFFFFF)
+        return GZIP_HEADER + audience.deflated + tail_deflated + trailer
+
+    async def _deflated_audience(self, openmetrics: bool) -> _DeflatedAudience:
+        version = self.store.version
+        cached = self._audience.get(openmetrics)
+        if cached is None or cached[0] != version or _failed(cached[1]):
+            cached = (version, asyncio.ensure_future(self._deflate_audience(openmetrics)))
+            self._audience[openmetrics] = cached
+        return await asyncio.shield(cached[1])
+
+    async def _deflate_audience(self, openmetrics: bool) -> _DeflatedAudience:
+        pieces = self.store.pieces(openmetrics)
+        known = {id(piece): self._deflated[id(piece)][1] for piece in pieces if id(piece) in self._deflated}
+        wanted = {id(piece) for piece in pieces} - known.keys()
+        fresh, crc = await asyncio.to_thread(deflate_pieces, pieces, wanted)
+        known.update(fresh)
+        self._deflated.update((id(piece), (piece, known[id(piece)])) for piece in pieces)
+        current = {id(piece) for openmetrics_ in (False, True) for piece in self.store.pieces(openmetrics_)}
+        self._deflated = {key: entry for key, entry in self._deflated.items() if key in current}
+        deflated = b"".join(known[id(piece)] for piece in pieces)
+        return _DeflatedAudience(deflated, crc, sum(len(piece) for piece in pieces))
+
+
+def _failed(future: asyncio.Future[Any]) -> bool:
+    return future.done() and (future.cancelled() or future.exception() is not None)

@@ -338,7 +338,7 @@ class Scheduler:
             runtime.task = None
         now = time.time()
         runtime.polls += 1
-        self.store.apply(name, result, now)
+        await self.store.apply_sliced(name, result, now)
         self._pause_if_rate_limited(runtime, result)
         if result.rejected_points:
             self.metrics.rejected_points.labels(*labels).inc(result.rejected_points)

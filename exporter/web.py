@@ -44,13 +44,13 @@ def wants_gzip(accept_encoding: str) -> bool:
 
 async def metrics_handler(request: web.Request) -> web.Response:
     exposition = request.app[EXPOSITION_KEY]
-    exposition.store.expire(time.time())
+    await exposition.store.expire(time.time())
     openmetrics = wants_openmetrics(request.headers.get("Accept", ""))
     content_type = OPENMETRICS_CONTENT_TYPE if openmetrics else TEXT_CONTENT_TYPE
     headers = {"Content-Type": content_type, "Vary": "Accept, Accept-Encoding"}
     if wants_gzip(request.headers.get("Accept-Encoding", "")):
         headers["Content-Encoding"] = "gzip"
-        return web.Response(body=exposition.gzip_body(openmetrics), headers=headers)
+        return web.Response(body=await exposition.gzip_body(openmetrics), headers=headers)
     return web.Response(body=exposition.body(openmetrics), headers=headers)
 
 

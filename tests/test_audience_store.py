@@ -24,12 +24,12 @@ def test_series_carry_source_provider_and_constant_labels() -> None:
     )
 
 
-def test_failed_unit_keeps_last_value_until_stale_after_then_vanishes() -> None:
+async def test_failed_unit_keeps_last_value_until_stale_after_then_vanishes() -> None:
     audience = store(stale_after=60)
     audience.apply("s", PollResult(samples={"1": [viewers("1", 5)], "2": [viewers("2", 7)]}), now=0)
     audience.apply("s", PollResult(samples={"2": [viewers("2", 8)]}, failures={"1": PollError("x")}), now=30)
     assert 'stream="1"' in audience.render(False).decode()
-    audience.expire(now=61)
+    await audience.expire(now=61)
     body = audience.render(False).decode()
     assert 'stream="1"' not in body and 'stream="2"' in body
 

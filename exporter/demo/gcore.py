@@ -4,13 +4,16 @@
 are required (400 `{"data": [], "errors": ["from: query param is not set"]}` otherwise), the
 answer is `[{"client": N, "metrics": {"streams": [[unix_ts, count], ...]}}]` with one point per
 bucket of `granularity` (default 1h) from the bucket containing `from` up to `to`; the bucket
-still open carries the viewers counted so far.
+still open carries the viewers counted so far. Any numeric `stream_id` exists: the demo streams
+have fixed peaks, any other id a stable one derived from its hash (see `stream_audience`), so a
+benchmark can poll ten thousand streams.
 
 Faults for tests and the demo: see exporter.demo.faults (`POST /_sim/fault`).
 """
 
 from __future__ import annotations
 
+import hashlib
 import secrets
 import time
 from datetime import datetime
@@ -31,6 +34,20 @@ _STATUS_TEXT = {
     502: "bad gateway",
     503: "service unavailable",
 }
+
+
+def stream_audience(stream_id: int) -> tuple[float, float]:
+    """(peak, phase) of a stream. Other ids than the demo streams get a stable, plausible shape
+    from a hash of the id: one in ten is idle (peak 0), the rest log-uniform from 5 to 20 000
+    viewers, so most streams are small and a few are large, and their shows start at different
+    times."""
+    if stream_id in STREAM_PEAKS:
+        return STREAM_PEAKS[stream_id], STREAM_PEAKS[stream_id]
+    digest = int.from_bytes(hashlib.blake2b(str(stream_id).encode(), digest_size=8).digest(), "big")
+    phase = float(digest % 1800)
+    if digest % 10 == 0:
+        return 0.0, phase
+    return float(round(5 * 4000 ** ((digest >> 16) % 10_000 / 10_000))), phase
 
 
 def _error(status: int, *messages: str) -> web.Response:
@@ -56,12 +73,14 @@ class GcoreSimulator:
 
     def viewers(self, stream_id: int | None, start: float, width: int, now: float) -> int:
         """Unique viewers in one bucket: people present plus churn, prorated while open."""
-        peaks = [STREAM_PEAKS[stream_id]] if stream_id is not None else list(STREAM_PEAKS.values())
+        shapes = (
+            [stream_audience(stream_id)] if stream_id is not None else [(peak, peak) for peak in STREAM_PEAKS.values()]
+        )
         end = min(start + width, now)
         if end <= start:
             return 0
         churn = 1.0 + min(width, 3600) / 1200.0
-        total = sum(audience((start + end) / 2, peak, phase=peak) * churn for peak in peaks)
+        total = sum(audience((start + end) / 2, peak, phase=phase) * churn for peak, phase in shapes)
         return round(total * (end - start) / width) if end < start + width else round(total)
 
     async def handle_viewers(self, request: web.Request) -> web.Response:
@@ -89,7 +108,7 @@ class GcoreSimulator:
             return _error(400, f"granularity: must be one of {', '.join(BUCKETS)}")
         stream_id = None
         if "stream_id" in query:
-            if not query["stream_id"].isdigit() or int(query["stream_id"]) not in STREAM_PEAKS:
+            if not query["stream_id"].isdigit():
                 return web.json_response([])
             stream_id = int(query["stream_id"])
         width = BUCKETS[granularity]

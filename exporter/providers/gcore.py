@@ -29,6 +29,8 @@ from exporter.settings import SecretStr, SourceSettings, one_of
 GRANULARITY_SECONDS = {"1m": 60, "5m": 300, "15m": 900, "1h": 3600, "1d": 86400}
 TOTAL_UNIT = "all"
 CLOSED_BUCKETS_ASKED = 2
+"""How far back a poll with nothing remembered looks: two closed buckets, in case the newest
+arrives late. Older buckets are never asked for: only the newest closed one is published."""
 MAX_DEFAULT_INTERVAL = 900.0
 
 
@@ -89,6 +91,11 @@ class Gcore(Provider):
     default_base_url = "https://api.gcore.com"
     settings: GcoreSettings
 
+    def __init__(self, settings: GcoreSettings) -> None:
+        super().__init__(settings)
+        self._newest: dict[str, dict[str, tuple[float, float]]] = {}
+        """Per unit, per client: the newest closed bucket seen, as (start, count)."""
+
     @property
     def granularity_seconds(self) -> int:
         return GRANULARITY_SECONDS[self.settings.granularity]
@@ -101,15 +108,20 @@ class Gcore(Provider):
     def units(self) -> list[str]:
         return [str(sid) for sid in self.settings.stream_ids] if self.settings.stream_ids else [TOTAL_UNIT]
 
-    def window(self, now: float) -> tuple[str, str]:
-        """From the start of the oldest bucket still worth asking for (two closed ones, in case
-        the newest arrives late) to now, which includes the open bucket."""
+    def window(self, unit: str, now: float) -> tuple[str, str]:
+        """From the newest bucket not yet seen closed to now (which includes the open bucket), so
+        no poll asks for a bucket it already has; with nothing remembered (the first poll, or
+        after a gap), from two closed buckets back."""
         g = self.granularity_seconds
-        start = (now // g) * g - CLOSED_BUCKETS_ASKED * g
+        open_bucket = (now // g) * g
+        start = open_bucket - CLOSED_BUCKETS_ASKED * g
+        seen = self._newest.get(unit)
+        if seen:
+            start = min(max(start, min(ts for ts, _ in seen.values()) + g), open_bucket)
         return iso_utc(start), iso_utc(now)
 
     def params(self, stream_id: int | None, now: float) -> dict[str, str]:
-        start, end = self.window(now)
+        start, end = self.window(TOTAL_UNIT if stream_id is None else str(stream_id), now)
         params = {"from": start, "to": end, "granularity": self.settings.granularity}
         if stream_id is not None:
             params["stream_id"] = str(stream_id)
@@ -133,30 +145,45 @@ class Gcore(Provider):
                     )
                 return self.parse(answer.json(), unit, now_ts, result)
 
-        return await poll_units(self.active_units(), poll_stream)
+        units = self.active_units()
+        for gone in self._newest.keys() - set(units):
+            del self._newest[gone]
+        return await poll_units(units, poll_stream)
 
     def parse(self, body: Any, stream: str, now: float, result: PollResult) -> list[Sample]:
-        """`[{client, metrics: {streams: [[ts, count], ...]}}]` to one sample per client."""
+        """`[{client, metrics: {streams: [[ts, count], ...]}}]` to one sample per client.
+
+        A client whose answer holds no newer closed bucket keeps the newest one seen, as long as
+        a poll with nothing remembered would still have asked for it; a client missing from the
+        answer is forgotten (the stream left)."""
         if not isinstance(body, list):
             raise InvalidBody("expected a JSON list of clients")
+        g = self.granularity_seconds
+        oldest_wanted = (now // g) * g - CLOSED_BUCKETS_ASKED * g
+        remembered = self._newest.get(stream, {})
+        newest_by_client: dict[str, tuple[float, float]] = {}
         samples = []
         for entry in body:
             if not isinstance(entry, dict) or not isinstance(entry.get("metrics"), dict):
                 raise InvalidBody("client entry without a metrics object")
-            newest, rejected = newest_closed_bucket(
-                entry["metrics"].get("streams"), self.granularity_seconds, now
-            )
+            newest, rejected = newest_closed_bucket(entry["metrics"].get("streams"), g, now)
             result.rejected_points += rejected
+            client = str(entry.get("client", ""))
+            known = remembered.get(client)
+            if known is not None and known[0] >= oldest_wanted and (newest is None or known[0] > newest[0]):
+                newest = known
             if newest is None:
                 continue
+            newest_by_client[client] = newest
             result.note_timestamp(newest[0])
             samples.append(
                 Sample.of(
                     "livestream_unique_viewers",
                     newest[1],
-                    client=str(entry.get("client", "")),
+                    client=client,
                     stream=stream,
                     granularity=self.settings.granularity,
                 )
             )
+        self._newest[stream] = newest_by_client
         return samples

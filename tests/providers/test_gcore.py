@@ -161,3 +161,101 @@ async def test_simulator_fault_injection_answers_with_the_documented_500_body(se
     assert failed.failures["101"].reason == "internal server error"
     recovered = await gcore.poll(fetcher, datetime.now(UTC))
     assert recovered.ok
+
+
+class Recorder:
+    """A Gcore stand-in that answers every request with `points` and records the queries."""
+
+    def __init__(self, points: list[list[int]]) -> None:
+        self.points = points
+        self.clients = [123]
+        self.queries: list[dict[str, str]] = []
+
+    def app(self) -> web.Application:
+        async def viewers(request: web.Request) -> web.Response:
+            self.queries.append(dict(request.query))
+            return web.json_response([{"client": c, "metrics": {"streams": self.points}} for c in self.clients])
+
+        app = web.Application()
+        app.router.add_get("/streaming/statistics/stream/viewers", viewers)
+        return app
+
+
+def at(hh: int, mm: int, ss: int = 0) -> datetime:
+    return datetime(2024, 7, 1, hh, mm, ss, tzinfo=UTC)
+
+
+def ts(hh: int, mm: int) -> int:
+    return int(at(hh, mm).timestamp())
+
+
+async def test_next_poll_starts_at_the_newest_bucket_not_yet_seen_closed(serve_app, fetcher) -> None:
+    vendor = Recorder([[ts(12, 28), 5], [ts(12, 29), 7], [ts(12, 30), 1]])
+    gcore = provider(base_url=await serve_app(vendor.app()), stream_ids=[42])
+    await gcore.poll(fetcher, at(12, 30, 20))
+    vendor.points = [[ts(12, 30), 9], [ts(12, 31), 2]]
+    second = await gcore.poll(fetcher, at(12, 31, 20))
+    assert [q["from"] for q in vendor.queries] == ["2024-07-01T12:28:00Z", "2024-07-01T12:30:00Z"]
+    assert [s.value for s in second.samples["42"]] == [9.0]
+
+
+async def test_poll_without_a_newer_closed_bucket_keeps_publishing_the_newest_seen(serve_app, fetcher) -> None:
+    vendor = Recorder([[ts(12, 28), 5], [ts(12, 29), 7], [ts(12, 30), 1]])
+    gcore = provider(base_url=await serve_app(vendor.app()), stream_ids=[42])
+    await gcore.poll(fetcher, at(12, 30, 20))
+    vendor.points = [[ts(12, 30), 3]]
+    again = await gcore.poll(fetcher, at(12, 30, 50))
+    assert vendor.queries[-1]["from"] == "2024-07-01T12:30:00Z"
+    assert [s.value for s in again.samples["42"]] == [7.0]
+    assert again.newest_timestamp == ts(12, 29)
+
+
+async def test_newest_seen_bucket_is_dropped_once_a_fresh_poll_would_not_ask_for_it(serve_app, fetcher) -> None:
+    vendor = Recorder([[ts(12, 29), 7]])
+    gcore = provider(base_url=await serve_app(vendor.app()), stream_ids=[42])
+    await gcore.poll(fetcher, at(12, 30, 20))
+    vendor.points = []
+    assert (await gcore.poll(fetcher, at(12, 31, 20))).samples["42"][0].value == 7.0
+    assert (await gcore.poll(fetcher, at(12, 32, 20))).samples["42"] == []
+
+
+async def test_idle_stream_costs_one_request_per_poll_and_its_window_never_grows(serve_app, fetcher) -> None:
+    vendor = Recorder([])
+    gcore = provider(base_url=await serve_app(vendor.app()), stream_ids=[42, 43])
+    polls = [at(12, 30, 20), at(12, 31, 20), at(13, 45, 0), at(18, 2, 30)]
+    for now in polls:
+        result = await gcore.poll(fetcher, now)
+        assert result.ok and result.samples == {"42": [], "43": []}
+    assert len(vendor.queries) == 2 * len(polls)
+    for now, query in zip([p for p in polls for _ in (42, 43)], vendor.queries, strict=True):
+        start = datetime.fromisoformat(query["from"]).timestamp()
+        assert now.timestamp() - start < 3 * 60
+
+
+async def test_a_stream_leaving_the_answer_is_forgotten(serve_app, fetcher) -> None:
+    vendor = Recorder([[ts(12, 29), 7]])
+    gcore = provider(base_url=await serve_app(vendor.app()), stream_ids=[42])
+    await gcore.poll(fetcher, at(12, 30, 20))
+    vendor.clients = []
+    assert (await gcore.poll(fetcher, at(12, 30, 50))).samples["42"] == []
+    vendor.clients = [123]
+    await gcore.poll(fetcher, at(12, 31, 20))
+    assert vendor.queries[-1]["from"] == "2024-07-01T12:29:00Z"
+
+
+async def test_simulator_gives_any_stream_id_a_stable_plausible_audience(serve_app, fetcher) -> None:
+    simulator = GcoreSimulator(api_key="77$demo", clock=lambda: at(12, 30, 20).timestamp())
+    base_url = await serve_app(simulator.app())
+    values = []
+    for stream_id in range(5000, 5040):
+        gcore = provider(base_url=base_url, api_key="77$demo", stream_ids=[stream_id])
+        first = await gcore.poll(fetcher, at(12, 30, 20))
+        again = await provider(base_url=base_url, api_key="77$demo", stream_ids=[stream_id]).poll(
+            fetcher, at(12, 30, 20)
+        )
+        [sample] = first.samples[str(stream_id)]
+        assert again.samples[str(stream_id)] == [sample]
+        values.append(sample.value)
+    assert all(0 <= value < 100_000 for value in values)
+    assert len(set(values)) > 20
+    assert sum(value == 0 for value in values) < len(values) / 2
