@@ -7,6 +7,7 @@ does, first) and gzipped when `Accept-Encoding` allows it.
 
 from __future__ import annotations
 
+import asyncio
 import html
 import time
 from datetime import UTC, datetime
@@ -22,6 +23,12 @@ EXPOSITION_KEY = web.AppKey("exposition", Exposition)
 TELEMETRY_PATH_KEY = web.AppKey("telemetry_path", str)
 
 
+WRITE_SLICE = 256 * 1024
+"""Bytes of a plain body handed to the transport per event-loop turn: the body is written from
+the pre-rendered pieces as they are (never joined: 10 MB copied per scrape), a slice at a time,
+so other scrapes and polls run in between."""
+
+
 def wants_openmetrics(accept: str) -> bool:
     return "application/openmetrics-text" in accept
 
@@ -34,7 +41,7 @@ def wants_gzip(accept_encoding: str) -> bool:
     return False
 
 
-async def metrics_handler(request: web.Request) -> web.Response:
+async def metrics_handler(request: web.Request) -> web.StreamResponse:
     exposition = request.app[EXPOSITION_KEY]
     await exposition.store.expire(time.time())
     openmetrics = wants_openmetrics(request.headers.get("Accept", ""))
@@ -43,7 +50,17 @@ async def metrics_handler(request: web.Request) -> web.Response:
     if wants_gzip(request.headers.get("Accept-Encoding", "")):
         headers["Content-Encoding"] = "gzip"
         return web.Response(body=await exposition.gzip_body(openmetrics), headers=headers)
-    return web.Response(body=exposition.body(openmetrics), headers=headers)
+    pieces = await exposition.scrape_pieces(openmetrics)
+    response = web.StreamResponse(headers=headers)
+    response.content_length = sum(len(piece) for piece in pieces)
+    await response.prepare(request)
+    for piece in pieces:
+        view = memoryview(piece)
+        for start in range(0, len(view), WRITE_SLICE):
+            await response.write(view[start : start + WRITE_SLICE])
+            await asyncio.sleep(0)
+    await response.write_eof()
+    return response
 
 
 def _when(ts: float | None) -> str:
