@@ -562,9 +562,9 @@ def print_report(
         )
     print(f"\npoll {streams} Gcore streams against the loopback simulator (exporter process only)")
     for index, poll_row in enumerate(poll["polls"]):
-        label = "first poll" if index == 0 else "next poll"
+        label = "first poll" if index == 0 else "2nd poll, seconds later"
         print(
-            f"  {label:>10}: ok={poll_row['ok']} CPU {poll_row['cpu_s']:.2f} s, wall {poll_row['wall_s']:.2f} s, "
+            f"  {label}: ok={poll_row['ok']} CPU {poll_row['cpu_s']:.2f} s, wall {poll_row['wall_s']:.2f} s, "
             f"= {poll_row['cpu_s'] / 60 * 100:.1f} % of one core at one poll per minute; "
             f"longest stall {stall_cell(poll_row['stall'])} ms; RSS {poll_row['rss_mb']:.1f} MB"
         )
