@@ -1,7 +1,7 @@
 """The HTTP side: /metrics, the landing page, /-/healthy and /-/ready.
 
-/metrics never calls a vendor and never walks the series: it joins bytes rendered at poll time
-(see exporter.metrics), in OpenMetrics when the scraper asks for it in `Accept` (Prometheus
+/metrics never calls a vendor and never walks the series: it writes out bytes rendered at poll
+time (see exporter.metrics), in OpenMetrics when the scraper asks for it in `Accept` (Prometheus
 does, first) and gzipped when `Accept-Encoding` allows it.
 """
 
@@ -12,7 +12,8 @@ import html
 import time
 from datetime import UTC, datetime
 
-from aiohttp import web
+from aiohttp import payload, web
+from aiohttp.abc import AbstractStreamWriter
 
 from exporter import __version__
 from exporter.metrics import OPENMETRICS_CONTENT_TYPE, TEXT_CONTENT_TYPE, Exposition
@@ -29,6 +30,36 @@ the pre-rendered pieces as they are (never joined: 10 MB copied per scrape), a s
 so other scrapes and polls run in between."""
 
 
+class PiecesPayload(payload.Payload):
+    """A body written straight from the pre-rendered pieces, a slice per event-loop turn.
+
+    A payload rather than a StreamResponse, so middlewares (web config headers) can still change
+    the response headers after the handler returns.
+    """
+
+    def __init__(self, pieces: list[bytes], content_type: str) -> None:
+        super().__init__(pieces, content_type=content_type)
+        self._size = sum(len(piece) for piece in pieces)
+
+    def decode(self, encoding: str = "utf-8", errors: str = "strict") -> str:
+        return b"".join(self._value).decode(encoding, errors)
+
+    async def write(self, writer: AbstractStreamWriter) -> None:
+        await self.write_with_length(writer, None)
+
+    async def write_with_length(self, writer: AbstractStreamWriter, content_length: int | None) -> None:
+        remaining = self._size if content_length is None else content_length
+        for piece in self._value:
+            view = memoryview(piece)
+            for start in range(0, len(view), WRITE_SLICE):
+                if remaining <= 0:
+                    return
+                chunk = view[start : start + min(WRITE_SLICE, remaining)]
+                await writer.write(chunk)
+                remaining -= len(chunk)
+                await asyncio.sleep(0)
+
+
 def wants_openmetrics(accept: str) -> bool:
     return "application/openmetrics-text" in accept
 
@@ -41,7 +72,7 @@ def wants_gzip(accept_encoding: str) -> bool:
     return False
 
 
-async def metrics_handler(request: web.Request) -> web.StreamResponse:
+async def metrics_handler(request: web.Request) -> web.Response:
     exposition = request.app[EXPOSITION_KEY]
     await exposition.store.expire(time.time())
     openmetrics = wants_openmetrics(request.headers.get("Accept", ""))
@@ -51,16 +82,7 @@ async def metrics_handler(request: web.Request) -> web.StreamResponse:
         headers["Content-Encoding"] = "gzip"
         return web.Response(body=await exposition.gzip_body(openmetrics), headers=headers)
     pieces = await exposition.scrape_pieces(openmetrics)
-    response = web.StreamResponse(headers=headers)
-    response.content_length = sum(len(piece) for piece in pieces)
-    await response.prepare(request)
-    for piece in pieces:
-        view = memoryview(piece)
-        for start in range(0, len(view), WRITE_SLICE):
-            await response.write(view[start : start + WRITE_SLICE])
-            await asyncio.sleep(0)
-    await response.write_eof()
-    return response
+    return web.Response(body=PiecesPayload(pieces, content_type), headers=headers)
 
 
 def _when(ts: float | None) -> str:

@@ -68,6 +68,25 @@ async def test_large_body_arrives_whole_plain_and_gzipped(serve_app) -> None:
             assert gzip.decompress(packed) == plain
 
 
+async def test_headers_a_middleware_adds_after_the_handler_reach_every_response(serve_app) -> None:
+    @web.middleware
+    async def frame_options(request: web.Request, handler):  # type: ignore[no-untyped-def]
+        response = await handler(request)
+        response.headers["X-Frame-Options"] = "deny"
+        return response
+
+    app = web.Application(middlewares=[frame_options])
+    app[EXPOSITION_KEY] = exposition(sources=1, streams=10)
+    app.router.add_get("/metrics", metrics_handler)
+    base_url = await serve_app(app)
+    async with aiohttp.ClientSession() as session:
+        for encoding in ("identity", "gzip"):
+            async with session.get(f"{base_url}/metrics", headers={"Accept-Encoding": encoding}) as response:
+                assert response.status == 200
+                assert response.headers["X-Frame-Options"] == "deny"
+                assert b"livestream_unique_viewers{" in await response.read()
+
+
 async def test_prometheus_scrapes_every_series_through_gzip_and_openmetrics(serve_app, tmp_path: Path) -> None:
     binary = shutil.which("prometheus")
     if binary is None:
