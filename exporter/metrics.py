@@ -1,9 +1,10 @@
 """The only place that knows metric names, HELP, exposition formats, staleness and counter rules.
 
-Audience series are rendered to bytes once per poll, per (family, source), and a scrape only
-joins those pieces under one HELP/TYPE header per family, so a scrape costs a join, not a walk
-over every series in Python (see the README's performance notes). The exporter's own metrics
-are few and live in a prometheus_client registry.
+Audience series are rendered to bytes when their source is polled, one piece per (family,
+source), and a scrape only writes those pieces out under one HELP/TYPE header per family (or
+their deflate, prepared once per change in a worker thread), so a scrape never walks the series
+in Python and no step holds the event loop long (see the README's "Performance" section). The
+exporter's own metrics are few and live in a prometheus_client registry.
 
 Counters built from vendor running totals follow one rule: per series, the highest value seen
 for each part (a day, a stream) is kept and the counter is their sum, so it never decreases when
@@ -94,19 +95,15 @@ class SourceIdentity:
 
 
 SeriesKey = tuple[str, Labels]
-SLICE = 1000
+SLICE = 250
 """Units (or rendered lines) handled between two hand-backs to the event loop: a few ms each."""
-Line = tuple[str, str, str]
-"""One rendered series: (family name, `name{labels} `, `value\\n`)."""
+_Unit = tuple[Any, ...]
+"""(when the unit last answered, family, line, family, line, ...), each line one rendered series.
 
-
-@dataclass(slots=True)
-class _Unit:
-    """A unit's last good samples and their rendered lines (None where the family is unknown)."""
-
-    samples: list[Sample]
-    updated: float
-    lines: list[Line | None]
+One flat tuple of a float, strings and bytes is the smallest form Python has, and the garbage
+collector stops tracking it, so 100k series neither fill memory nor lengthen collections (see
+the README's "Performance" section); a class, a NamedTuple or the providers' Sample objects would
+do both."""
 
 
 @dataclass
@@ -127,22 +124,22 @@ class _SourceState:
             if name not in ("source", "provider")
         )
 
-    def series_prefix(self, sample: Sample) -> str:
-        """`name{labels} ` for one sample, labels escaped for both exposition formats."""
-        parts = [self._head, *(f'{name}="{escape_label_value(value)}"' for name, value in sample.labels)]
+    def series_line(self, name: str, labels: Labels, value: float) -> bytes:
+        """`name{labels} value\\n`, labels escaped for both exposition formats."""
+        parts = [self._head, *(f'{label}="{escape_label_value(text)}"' for label, text in labels)]
         if self._constant:
-            own = {name for name, _ in sample.labels}
-            parts.extend(f'{name}="{value}"' for name, value in self._constant if name not in own)
-        return f"{sample.name}{{{','.join(parts)}}} "
+            own = {label for label, _ in labels}
+            parts.extend(f'{label}="{text}"' for label, text in self._constant if label not in own)
+        return f"{name}{{{','.join(parts)}}} {format_value(value)}\n".encode()
 
 
 class AudienceStore:
     """Per-source audience series: last good values per unit, staleness, counters, rendering.
 
-    Each unit's lines are rendered when that unit answers (a unit whose samples did not change
-    keeps its lines, and a series whose labels did not change keeps its rendered labels), and
-    each source's lines are joined into one bytes chunk per family. So a poll costs about its own
-    series, a scrape costs a join of chunks, and expiring a stale unit costs a join, not a render.
+    A unit's series are rendered to text when that unit answers, and each source's lines are
+    joined into one bytes chunk per family, in slices so no step holds the event loop long. So
+    a poll costs about its own series, a scrape writes the chunks out, and expiring a stale unit
+    costs a join, not a render.
     """
 
     def __init__(self, families: Iterable[MetricFamily], stale_after: float) -> None:
@@ -158,7 +155,6 @@ class AudienceStore:
         self.stale_after = stale_after
         self._sources: dict[str, _SourceState] = {}
         self.version = 0
-        self._body_cache: dict[bool, tuple[int, bytes]] = {}
 
     def add_source(self, identity: SourceIdentity, counter_state: dict[str, Any] | None = None) -> None:
         state = _SourceState(identity)
@@ -207,28 +203,19 @@ class AudienceStore:
     def counter_value(self, source: str, name: str, labels: Labels) -> float:
         return sum(self._sources[source].counter_parts.get((name, labels), {}).values())
 
-    def _render_unit(self, state: _SourceState, samples: list[Sample], old: _Unit | None) -> list[Line | None]:
-        old_samples = old.samples if old is not None else []
-        old_lines = old.lines if old is not None else []
-        lines: list[Line | None] = []
-        for index, sample in enumerate(samples):
-            if sample.name not in self.families:
-                lines.append(None)
+    def _render_unit(self, state: _SourceState, samples: list[Sample], now: float) -> _Unit:
+        rendered: list[Any] = [now]
+        for sample in samples:
+            name, value = sample.name, sample.value
+            if name not in self.families:
                 continue
-            previous = old_lines[index] if index < len(old_lines) else None
-            if previous is not None and old_samples[index].labels == sample.labels and previous[0] == sample.name:
-                prefix = previous[1]
-            else:
-                prefix = state.series_prefix(sample)
-            value = sample.value
-            if sample.name in self._counters:
-                parts = state.counter_parts.get((sample.name, sample.labels))
+            if name in self._counters:
+                parts = state.counter_parts.get((name, sample.labels))
                 if parts is None:
-                    lines.append(None)
                     continue
                 value = sum(parts.values())
-            lines.append((sample.name, prefix, format_value(value) + "\n"))
-        return lines
+            rendered += (name, state.series_line(name, sample.labels, value))
+        return tuple(rendered)
 
     def _apply_steps(self, source: str, result: PollResult, now: float) -> Iterator[None]:
         state = self._sources[source]
@@ -245,12 +232,7 @@ class AudienceStore:
             if count % SLICE == 0:
                 yield
         for count, (key, samples) in enumerate(result.samples.items(), 1):
-            old = previous.get(key)
-            if old is not None and old.samples == samples:
-                old.updated = now
-                kept[key] = old
-            else:
-                kept[key] = _Unit(samples, now, self._render_unit(state, samples, old))
+            kept[key] = self._render_unit(state, samples, now)
             if count % SLICE == 0:
                 yield
         if self._sources.get(source) is not state:
@@ -260,37 +242,37 @@ class AudienceStore:
         yield from self._join_steps(state)
 
     def _drop_stale(self, state: _SourceState, now: float) -> None:
-        state.units = {key: unit for key, unit in state.units.items() if now - unit.updated <= self.stale_after}
-        state.oldest = min((unit.updated for unit in state.units.values()), default=math.inf)
+        state.units = {key: unit for key, unit in state.units.items() if now - unit[0] <= self.stale_after}
+        state.oldest = min((unit[0] for unit in state.units.values()), default=math.inf)
 
     def _join_steps(self, state: _SourceState) -> Iterator[None]:
         """One chunk per family; a series two units both report is written once (the first).
         If the units change while this is sliced, the later join writes the chunks instead."""
         units = state.units
-        by_family: dict[str, list[str]] = {}
-        seen: set[str] = set()
+        by_family: dict[str, list[bytes]] = {}
+        seen: set[bytes] = set()
         count = 0
         for unit in list(units.values()):
-            for line in unit.lines:
-                if line is None or line[1] in seen:
+            for index in range(1, len(unit), 2):
+                line = unit[index + 1]
+                series = line[: line.rindex(b" ")]
+                if series in seen:
                     continue
-                seen.add(line[1])
-                parts = by_family.get(line[0])
-                if parts is None:
-                    parts = by_family[line[0]] = []
-                parts += line[1:]
-            count += len(unit.lines)
-            if count >= SLICE:
+                seen.add(series)
+                by_family.setdefault(unit[index], []).append(line)
+            count += len(unit)
+            if count >= 2 * SLICE:
                 count = 0
                 yield
         if state.units is units:
-            state.chunks = {name: "".join(parts).encode() for name, parts in by_family.items()}
+            state.chunks = {name: b"".join(lines) for name, lines in by_family.items()}
             self.version += 1
 
     def pieces(self, openmetrics: bool) -> list[bytes]:
         """The audience body as its pre-rendered pieces, in order: per family its HELP/TYPE
         header, then each source's chunk. The same objects come back until something changes,
-        so callers can cache work per piece (see Exposition's gzip)."""
+        so callers can cache work per piece (see Exposition's gzip) and write them out without
+        joining 10 MB first."""
         pieces: list[bytes] = []
         for name in self.families:
             chunks = [state.chunks[name] for state in self._sources.values() if name in state.chunks]
@@ -301,12 +283,7 @@ class AudienceStore:
 
     def render(self, openmetrics: bool) -> bytes:
         """Every family with at least one series, each under one HELP/TYPE header."""
-        cached = self._body_cache.get(openmetrics)
-        if cached is not None and cached[0] == self.version:
-            return cached[1]
-        body = b"".join(self.pieces(openmetrics))
-        self._body_cache[openmetrics] = (self.version, body)
-        return body
+        return b"".join(self.pieces(openmetrics))
 
 
 class ExporterMetrics:
@@ -488,12 +465,22 @@ class Exposition:
     def tail(self, openmetrics: bool) -> bytes:
         return self.own.render(openmetrics) + (b"# EOF\n" if openmetrics else b"")
 
+    def pieces(self, openmetrics: bool) -> list[bytes]:
+        """The body in pieces, for a response to write one after the other."""
+        return [*self.store.pieces(openmetrics), self.tail(openmetrics)]
+
     def body(self, openmetrics: bool) -> bytes:
-        return self.store.render(openmetrics) + self.tail(openmetrics)
+        return b"".join(self.pieces(openmetrics))
+
+    async def scrape_pieces(self, openmetrics: bool) -> list[bytes]:
+        """`pieces` for a scrape: the own metrics (a few ms of prometheus_client per scrape) are
+        rendered in a worker thread, so concurrent scrapes do not add up on the event loop."""
+        audience = self.store.pieces(openmetrics)
+        return [*audience, await asyncio.to_thread(self.tail, openmetrics)]
 
     async def gzip_body(self, openmetrics: bool) -> bytes:
         audience = await self._deflated_audience(openmetrics)
-        tail = self.tail(openmetrics)
+        tail = await asyncio.to_thread(self.tail, openmetrics)
         compressor = zlib.compressobj(GZIP_LEVEL, zlib.DEFLATED, -zlib.MAX_WBITS)
         tail_deflated = compressor.compress(tail) + compressor.flush(zlib.Z_FINISH)
         trailer = struct.pack("<II", zlib.crc32(tail, audience.crc), (audience.size + len(tail)) & 0xFFFFFFFF)

@@ -268,19 +268,28 @@ def newest_point(
     return newest
 
 
+UNITS_IN_FLIGHT = 32
+"""Units polled at once: enough to keep a connection pool busy, few enough that starting or
+finishing them never holds the event loop long (10k requests started at once stall it for
+seconds)."""
+
+
 async def poll_units(
     units: Iterable[str],
     poll_unit: Callable[[str, PollResult], Awaitable[list[Sample]]],
 ) -> PollResult:
-    """Poll independent units concurrently; one unit's failure never hides the others' data."""
+    """Poll independent units concurrently, at most UNITS_IN_FLIGHT at a time; one unit's
+    failure never hides the others' data."""
     result = PollResult()
     keys = list(units)
+    queue = iter(keys)
 
-    async def one(key: str) -> None:
-        try:
-            result.samples[key] = await poll_unit(key, result)
-        except PollError as error:
-            result.failures[key] = error
+    async def worker() -> None:
+        for key in queue:
+            try:
+                result.samples[key] = await poll_unit(key, result)
+            except PollError as error:
+                result.failures[key] = error
 
-    await asyncio.gather(*(one(key) for key in keys))
+    await asyncio.gather(*(worker() for _ in range(min(UNITS_IN_FLIGHT, len(keys)))))
     return result

@@ -10,6 +10,7 @@ grows and would read as a drop every time a new one opens:
 
 from __future__ import annotations
 
+import sys
 from datetime import UTC, datetime
 from typing import Any
 
@@ -93,8 +94,10 @@ class Gcore(Provider):
 
     def __init__(self, settings: GcoreSettings) -> None:
         super().__init__(settings)
-        self._newest: dict[str, dict[str, tuple[float, float]]] = {}
-        """Per unit, per client: the newest closed bucket seen, as (start, count)."""
+        self._units = [str(sid) for sid in settings.stream_ids] if settings.stream_ids else [TOTAL_UNIT]
+        self._newest: dict[str, tuple[Any, ...]] = {}
+        """Per unit, the newest closed bucket seen per client as (client, start, count, client,
+        start, count, ...): one flat tuple, small enough for 100k streams."""
 
     @property
     def granularity_seconds(self) -> int:
@@ -106,7 +109,7 @@ class Gcore(Provider):
         return float(min(self.granularity_seconds, MAX_DEFAULT_INTERVAL))
 
     def units(self) -> list[str]:
-        return [str(sid) for sid in self.settings.stream_ids] if self.settings.stream_ids else [TOTAL_UNIT]
+        return list(self._units)
 
     def window(self, unit: str, now: float) -> tuple[str, str]:
         """From the newest bucket not yet seen closed to now (which includes the open bucket), so
@@ -117,7 +120,7 @@ class Gcore(Provider):
         start = open_bucket - CLOSED_BUCKETS_ASKED * g
         seen = self._newest.get(unit)
         if seen:
-            start = min(max(start, min(ts for ts, _ in seen.values()) + g), open_bucket)
+            start = min(max(start, min(seen[1::3]) + g), open_bucket)
         return iso_utc(start), iso_utc(now)
 
     def params(self, stream_id: int | None, now: float) -> dict[str, str]:
@@ -160,21 +163,22 @@ class Gcore(Provider):
             raise InvalidBody("expected a JSON list of clients")
         g = self.granularity_seconds
         oldest_wanted = (now // g) * g - CLOSED_BUCKETS_ASKED * g
-        remembered = self._newest.get(stream, {})
-        newest_by_client: dict[str, tuple[float, float]] = {}
+        seen = self._newest.get(stream, ())
+        remembered = {seen[i]: (seen[i + 1], seen[i + 2]) for i in range(0, len(seen), 3)}
+        newest_by_client: list[Any] = []
         samples = []
         for entry in body:
             if not isinstance(entry, dict) or not isinstance(entry.get("metrics"), dict):
                 raise InvalidBody("client entry without a metrics object")
             newest, rejected = newest_closed_bucket(entry["metrics"].get("streams"), g, now)
             result.rejected_points += rejected
-            client = str(entry.get("client", ""))
+            client = sys.intern(str(entry.get("client", "")))
             known = remembered.get(client)
             if known is not None and known[0] >= oldest_wanted and (newest is None or known[0] > newest[0]):
                 newest = known
             if newest is None:
                 continue
-            newest_by_client[client] = newest
+            newest_by_client += (client, *newest)
             result.note_timestamp(newest[0])
             samples.append(
                 Sample.of(
@@ -185,5 +189,5 @@ class Gcore(Provider):
                     granularity=self.settings.granularity,
                 )
             )
-        self._newest[stream] = newest_by_client
+        self._newest[stream] = tuple(newest_by_client)
         return samples
