@@ -337,7 +337,6 @@ class Scheduler:
         finally:
             runtime.task = None
         now = time.time()
-        runtime.polls += 1
         await self.store.apply_sliced(name, result, now)
         self._pause_if_rate_limited(runtime, result)
         if result.rejected_points:
@@ -364,6 +363,7 @@ class Scheduler:
             self._report_failures(runtime, result, retry)
         self._save_state(runtime)
         self._note_next_poll(runtime)
+        runtime.polls += 1
         return result.ok
 
     def _pause_if_rate_limited(self, runtime: SourceRuntime, result: PollResult) -> None:

@@ -5,18 +5,13 @@ from __future__ import annotations
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from tests.conftest import http_get
+
 
 def test_demo_shows_cloudflare_and_streamscharts_metrics(run_exporter) -> None:
     exporter = run_exporter("--demo")
-    body = exporter.wait_until(
-        lambda: (
-            (text := exporter.metrics())
-            and 'provider="cloudflare"' in text
-            and "livestream_exporter_credits_remaining{" in text
-            and text
-        ),
-        timeout=15,
-    )
+    exporter.wait_until(lambda: http_get(f"{exporter.base_url}/-/ready")[0] == 200, timeout=15)
+    body = exporter.metrics()
     samples = {f.name: f.samples for f in text_string_to_metric_families(body)}
     sessions = [s for s in samples["livestream_sessions"] if s.labels["provider"] == "cloudflare"]
     assert sessions and sessions[0].value > 0
