@@ -238,6 +238,15 @@ class Provider(ABC):
         return None
 
 
+def error_body(answer: Answer) -> Any:
+    """A failed answer's JSON, or None when it is not JSON (an HTML error page from a proxy):
+    an error body is only read for the vendor's words, so an unreadable one is not a second error."""
+    try:
+        return answer.json()
+    except PollError:
+        return None
+
+
 def is_number(value: Any) -> bool:
     """JSON numbers only: `true` is not a viewer count."""
     return isinstance(value, int | float) and not isinstance(value, bool)

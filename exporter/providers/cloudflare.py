@@ -38,6 +38,7 @@ from exporter.providers.base import (
     Provider,
     RateLimit,
     Sample,
+    error_body,
 )
 from exporter.settings import SecretStr, SourceSettings
 
@@ -168,10 +169,7 @@ class Cloudflare(Provider):
     def data_of(answer: Answer) -> list[Any]:
         """The `data` list of a successful answer; anything else is a failed poll."""
         if answer.status != 200:
-            try:
-                body = answer.json()
-            except PollError:
-                body = None
+            body = error_body(answer)
             raise PollError(failure_reason(body, answer.status), status=answer.status, retry_after=answer.retry_after)
         body = answer.json()
         if not isinstance(body, dict):

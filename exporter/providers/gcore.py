@@ -23,6 +23,7 @@ from exporter.providers.base import (
     PollResult,
     Provider,
     Sample,
+    error_body,
     poll_units,
 )
 from exporter.settings import SecretStr, SourceSettings, one_of
@@ -48,10 +49,7 @@ def iso_utc(ts: float) -> str:
 
 def error_reason(answer: Answer) -> str:
     """The vendor's own words from either documented error shape, without the request."""
-    try:
-        body = answer.json()
-    except PollError:
-        body = None
+    body = error_body(answer)
     if isinstance(body, dict):
         errors = body.get("errors")
         if isinstance(errors, list) and errors:
@@ -143,9 +141,7 @@ class Gcore(Provider):
                 "stream_viewers", url, params=self.params(stream_id, now_ts), headers=headers
             ) as answer:
                 if answer.status != 200:
-                    raise PollError(
-                        error_reason(answer), status=answer.status, retry_after=answer.retry_after
-                    )
+                    raise PollError(error_reason(answer), status=answer.status, retry_after=answer.retry_after)
                 return self.parse(answer.json(), unit, now_ts, result)
 
         units = self.active_units()

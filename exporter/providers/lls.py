@@ -39,6 +39,7 @@ from exporter.providers.base import (
     Provider,
     RateLimit,
     Sample,
+    error_body,
     newest_point,
     poll_units,
 )
@@ -175,10 +176,7 @@ class Query:
 
 def error_reason(answer: Answer) -> str:
     """The vendor's `code: message`, a hint for a skewed clock, and the trace id to quote."""
-    try:
-        body = answer.json()
-    except PollError:
-        body = None
+    body = error_body(answer)
     if isinstance(body, dict) and body.get("code"):
         reason = f"{body['code']}: {body.get('message') or 'no message'}"
         if body["code"] == "Signature.Expired":

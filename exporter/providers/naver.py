@@ -27,6 +27,7 @@ from exporter.providers.base import (
     PollResult,
     Provider,
     Sample,
+    error_body,
     newest_point,
     poll_units,
 )
@@ -89,10 +90,7 @@ def _vendor_error(body: Any) -> str | None:
 
 
 def error_reason(answer: Answer) -> str:
-    try:
-        body = answer.json()
-    except PollError:
-        body = None
+    body = error_body(answer)
     reason = _vendor_error(body)
     if reason:
         return reason

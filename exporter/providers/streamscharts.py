@@ -44,6 +44,7 @@ from exporter.providers.base import (
     PollResult,
     Provider,
     Sample,
+    error_body,
 )
 from exporter.settings import SecretStr, SourceSettings, StrictModel, one_of
 
@@ -361,10 +362,7 @@ def parse_time(value: Any) -> float | None:
 
 def error_reason(answer: Answer) -> str:
     """The vendor's message when its (undocumented) error body has one, else the HTTP status."""
-    try:
-        body = answer.json()
-    except PollError:
-        body = None
+    body = error_body(answer)
     if isinstance(body, dict):
         for key in ("message", "error", "errors"):
             value = body.get(key)
