@@ -20,6 +20,7 @@ from urllib.parse import urlsplit
 
 import aiohttp
 
+from exporter.decode import NotJson, is_json_array, json_array_items
 from exporter.providers.base import Answer, InvalidBody, PollError
 
 log = logging.getLogger(__name__)
@@ -61,6 +62,19 @@ class HttpAnswer:
         except (UnicodeDecodeError, json.JSONDecodeError):
             content_type = self.headers.get("Content-Type", "unknown content type")
             raise InvalidBody(f"answer is not JSON ({content_type})", status=self.status) from None
+
+    async def json_items(self, what: str) -> AsyncIterator[Any]:
+        """The items of a top-level JSON array, decoded a slice at a time so an answer of any
+        size never holds the event loop long (see exporter.decode); InvalidBody when the body
+        is not JSON ("answer is not JSON") or not an array ("expected a JSON list of <what>")."""
+        if not is_json_array(self.body):
+            self.json()
+            raise InvalidBody(f"expected a JSON list of {what}", status=self.status)
+        try:
+            async for item in json_array_items(self.body):
+                yield item
+        except NotJson as error:
+            raise InvalidBody(f"answer is not JSON: {error}", status=self.status) from None
 
     @property
     def retry_after(self) -> float | None:
@@ -106,9 +120,7 @@ class SourceFetcher:
             raise PollError(f"{endpoint}: no answer within {self.timeout.total:g}s", code="timeout") from None
         except aiohttp.ClientError as error:
             self._done(endpoint, url, params, headers, "connect_error", time.perf_counter() - started)
-            raise PollError(
-                f"{endpoint}: {type(error).__name__}: {_describe(error)}", code="connect_error"
-            ) from None
+            raise PollError(f"{endpoint}: {type(error).__name__}: {_describe(error)}", code="connect_error") from None
         elapsed = time.perf_counter() - started
         code = str(answer.status)
         try:

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import asyncio
 from abc import ABC, abstractmethod
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -70,7 +70,7 @@ class PollResult:
     source's credit budget (the scheduler publishes both).
     """
 
-    samples: dict[str, list[Sample]] = field(default_factory=dict)
+    samples: dict[str, Sequence[Sample]] = field(default_factory=dict)
     failures: dict[str, PollError] = field(default_factory=dict)
     newest_timestamp: float | None = None
     rejected_points: int = 0
@@ -133,6 +133,10 @@ class Answer(Protocol):
 
     def json(self) -> Any:
         """The body as JSON; raises InvalidBody when it is not JSON."""
+
+    def json_items(self, what: str) -> AsyncIterator[Any]:
+        """The items of a top-level JSON array, decoded in slices that give the event loop back
+        (for answers of any size); raises InvalidBody when it is not a JSON list of `what`."""
 
     @property
     def retry_after(self) -> float | None:
@@ -285,7 +289,7 @@ seconds)."""
 
 async def poll_units(
     units: Iterable[str],
-    poll_unit: Callable[[str, PollResult], Awaitable[list[Sample]]],
+    poll_unit: Callable[[str, PollResult], Awaitable[Sequence[Sample]]],
 ) -> PollResult:
     """Poll independent units concurrently, at most UNITS_IN_FLIGHT at a time; one unit's
     failure never hides the others' data."""

@@ -10,6 +10,7 @@ grows and would read as a drop every time a new one opens:
 
 from __future__ import annotations
 
+import asyncio
 import sys
 from datetime import UTC, datetime
 from typing import Any
@@ -22,10 +23,10 @@ from exporter.providers.base import (
     PollError,
     PollResult,
     Provider,
-    Sample,
     error_body,
     poll_units,
 )
+from exporter.providers.sample_table import SampleTable
 from exporter.settings import SecretStr, SourceSettings, one_of
 
 GRANULARITY_SECONDS = {"1m": 60, "5m": 300, "15m": 900, "1h": 3600, "1d": 86400}
@@ -94,8 +95,9 @@ class Gcore(Provider):
         super().__init__(settings)
         self._units = [str(sid) for sid in settings.stream_ids] if settings.stream_ids else [TOTAL_UNIT]
         self._newest: dict[str, tuple[Any, ...]] = {}
-        """Per unit, the newest closed bucket seen per client as (client, start, count, client,
-        start, count, ...): one flat tuple, small enough for 100k streams."""
+        """Per unit, the newest closed bucket seen per client as (client, count, start, client,
+        count, start, ...): one flat tuple, small enough for 100k streams or a million clients,
+        and the rows of the SampleTable the unit's last poll returned."""
 
     @property
     def granularity_seconds(self) -> int:
@@ -118,7 +120,7 @@ class Gcore(Provider):
         start = open_bucket - CLOSED_BUCKETS_ASKED * g
         seen = self._newest.get(unit)
         if seen:
-            start = min(max(start, min(seen[1::3]) + g), open_bucket)
+            start = min(max(start, min(seen[2::ROW]) + g), open_bucket)
         return iso_utc(start), iso_utc(now)
 
     def params(self, stream_id: int | None, now: float) -> dict[str, str]:
@@ -135,55 +137,94 @@ class Gcore(Provider):
         headers = {"Authorization": f"APIKey {self.settings.api_key.get_secret_value()}"}
         url = f"{self.base_url}/streaming/statistics/stream/viewers"
 
-        async def poll_stream(unit: str, result: PollResult) -> list[Sample]:
+        async def poll_stream(unit: str, result: PollResult) -> SampleTable:
             stream_id = None if unit == TOTAL_UNIT else int(unit)
             async with fetch.get(
                 "stream_viewers", url, params=self.params(stream_id, now_ts), headers=headers
             ) as answer:
                 if answer.status != 200:
                     raise PollError(error_reason(answer), status=answer.status, retry_after=answer.retry_after)
-                return self.parse(answer.json(), unit, now_ts, result)
+                return await self.parse_answer(answer, unit, now_ts, result)
 
         units = self.active_units()
         for gone in self._newest.keys() - set(units):
             del self._newest[gone]
         return await poll_units(units, poll_stream)
 
-    def parse(self, body: Any, stream: str, now: float, result: PollResult) -> list[Sample]:
-        """`[{client, metrics: {streams: [[ts, count], ...]}}]` to one sample per client.
+    def parse(self, body: Any, stream: str, now: float, result: PollResult) -> SampleTable:
+        """`[{client, metrics: {streams: [[ts, count], ...]}}]` to one sample per client (an
+        answer already decoded; `poll` decodes and parses a slice at a time instead).
 
         A client whose answer holds no newer closed bucket keeps the newest one seen, as long as
         a poll with nothing remembered would still have asked for it; a client missing from the
         answer is forgotten (the stream left)."""
         if not isinstance(body, list):
             raise InvalidBody("expected a JSON list of clients")
-        g = self.granularity_seconds
-        oldest_wanted = (now // g) * g - CLOSED_BUCKETS_ASKED * g
-        seen = self._newest.get(stream, ())
-        remembered = {seen[i]: (seen[i + 1], seen[i + 2]) for i in range(0, len(seen), 3)}
-        newest_by_client: list[Any] = []
-        samples = []
+        reader = _AnswerReader(self, stream, now, result, _index(self._newest.get(stream, ())))
         for entry in body:
-            if not isinstance(entry, dict) or not isinstance(entry.get("metrics"), dict):
-                raise InvalidBody("client entry without a metrics object")
-            newest, rejected = newest_closed_bucket(entry["metrics"].get("streams"), g, now)
-            result.rejected_points += rejected
-            client = sys.intern(str(entry.get("client", "")))
-            known = remembered.get(client)
-            if known is not None and known[0] >= oldest_wanted and (newest is None or known[0] > newest[0]):
+            reader.add(entry)
+        return self._keep(stream, reader)
+
+    async def parse_answer(self, answer: Answer, stream: str, now: float, result: PollResult) -> SampleTable:
+        """`parse`, decoding the answer as it goes and giving the event loop back every few
+        hundred clients, so a reseller account's answer of a million clients never stalls it."""
+        seen = self._newest.get(stream, ())
+        remembered: dict[str, int] = {}
+        for first in range(0, len(seen), ROW * INDEX_SLICE):
+            remembered.update(_index(seen[first : first + ROW * INDEX_SLICE], first))
+            await asyncio.sleep(0)
+        reader = _AnswerReader(self, stream, now, result, remembered)
+        async for entry in answer.json_items("clients"):
+            reader.add(entry)
+        return self._keep(stream, reader)
+
+    def _keep(self, stream: str, reader: _AnswerReader) -> SampleTable:
+        rows = tuple(reader.rows)
+        self._newest[stream] = rows
+        return SampleTable(
+            "livestream_unique_viewers",
+            "client",
+            (("stream", stream), ("granularity", self.settings.granularity)),
+            rows,
+            ROW,
+        )
+
+
+ROW = 3
+"""A remembered client is (client, count, timestamp) in a flat tuple: also a SampleTable's rows."""
+INDEX_SLICE = 20_000
+"""Remembered clients indexed per event-loop turn (a few ms)."""
+
+
+def _index(rows: tuple[Any, ...], offset: int = 0) -> dict[str, int]:
+    """Client -> where its row starts in the whole tuple (rows may be a slice starting at offset)."""
+    return dict(zip(rows[0::ROW], range(offset, offset + len(rows), ROW), strict=True))
+
+
+class _AnswerReader:
+    """One answer's clients, turned into rows one client at a time (see `Gcore.parse`)."""
+
+    def __init__(self, gcore: Gcore, stream: str, now: float, result: PollResult, remembered: dict[str, int]) -> None:
+        self.granularity = gcore.granularity_seconds
+        self.now = now
+        self.oldest_wanted = (now // self.granularity) * self.granularity - CLOSED_BUCKETS_ASKED * self.granularity
+        self.seen = gcore._newest.get(stream, ())
+        self.remembered = remembered
+        self.result = result
+        self.rows: list[Any] = []
+
+    def add(self, entry: Any) -> None:
+        if not isinstance(entry, dict) or not isinstance(metrics := entry.get("metrics"), dict):
+            raise InvalidBody("client entry without a metrics object")
+        newest, rejected = newest_closed_bucket(metrics.get("streams"), self.granularity, self.now)
+        self.result.rejected_points += rejected
+        client = sys.intern(str(entry.get("client", "")))
+        where = self.remembered.get(client)
+        if where is not None:
+            known = (self.seen[where + 2], self.seen[where + 1])
+            if known[0] >= self.oldest_wanted and (newest is None or known[0] > newest[0]):
                 newest = known
-            if newest is None:
-                continue
-            newest_by_client += (client, *newest)
-            result.note_timestamp(newest[0])
-            samples.append(
-                Sample.of(
-                    "livestream_unique_viewers",
-                    newest[1],
-                    client=client,
-                    stream=stream,
-                    granularity=self.settings.granularity,
-                )
-            )
-        self._newest[stream] = tuple(newest_by_client)
-        return samples
+        if newest is None:
+            return
+        self.rows += (client, newest[1], newest[0])
+        self.result.note_timestamp(newest[0])

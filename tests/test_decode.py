@@ -1,0 +1,88 @@
+"""Large JSON arrays decoded a slice at a time: same values as json.loads, the loop gets turns."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+
+import pytest
+
+from exporter.decode import ITEMS_PER_SLICE, MAX_OPENINGS_PER_ITEM, NotJson, json_array_items
+
+
+def clients(count: int) -> list[dict[str, Any]]:
+    return [
+        {"client": 1000 + i, "metrics": {"streams": [[1_700_000_000, i % 97], [1_700_000_060, 1.5]]}}
+        for i in range(count)
+    ]
+
+
+async def decode(body: bytes) -> list[Any]:
+    return [item async for item in json_array_items(body)]
+
+
+async def test_items_come_out_as_json_loads_reads_them() -> None:
+    body = json.dumps(clients(3 * ITEMS_PER_SLICE + 7)).encode()
+    assert await decode(body) == json.loads(body)
+
+
+async def test_numbers_are_int_or_float_never_decimal() -> None:
+    [item] = await decode(b'[{"n": 12, "x": 1.25, "big": 4611686018427387904}]')
+    assert item == {"n": 12, "x": 1.25, "big": 4611686018427387904}
+    assert type(item["n"]) is int and type(item["x"]) is float
+
+
+async def test_the_event_loop_runs_other_tasks_between_slices() -> None:
+    items = 20 * ITEMS_PER_SLICE
+    body = json.dumps(clients(items)).encode()
+    ticks_seen: list[int] = []
+    ticks = 0
+
+    async def ticker() -> None:
+        nonlocal ticks
+        while True:
+            ticks += 1
+            await asyncio.sleep(0)
+
+    task = asyncio.ensure_future(ticker())
+    await asyncio.sleep(0)
+    async for index, _ in aenumerate(json_array_items(body)):
+        if index % ITEMS_PER_SLICE == 0:
+            ticks_seen.append(ticks)
+    task.cancel()
+    assert len(ticks_seen) == 20
+    assert all(later > earlier for earlier, later in zip(ticks_seen, ticks_seen[1:]))
+
+
+async def aenumerate(items: Any) -> Any:
+    index = 0
+    async for item in items:
+        yield index, item
+        index += 1
+
+
+async def test_a_lone_surrogate_is_replaced_so_the_rest_still_reads() -> None:
+    [item] = await decode(b'[{"client": "a\\ud800b", "n": 1}]')
+    assert item["n"] == 1 and item["client"].startswith("a") and item["client"].endswith("b")
+    item["client"].encode()
+
+
+async def test_nesting_deeper_than_the_guard_is_refused_before_it_is_built() -> None:
+    depth = 100_000
+    with pytest.raises(NotJson, match=f"nested deeper than {MAX_OPENINGS_PER_ITEM}"):
+        await decode(b"[" * depth + b"]" * depth)
+
+
+async def test_many_shallow_items_never_trip_the_nesting_guard() -> None:
+    body = json.dumps([[[i], {"a": [i]}] for i in range(50 * MAX_OPENINGS_PER_ITEM)]).encode()
+    assert len(await decode(body)) == 50 * MAX_OPENINGS_PER_ITEM
+
+
+@pytest.mark.parametrize(
+    "body",
+    [b'{"clients": []}', b"<html>busy</html>", b"", b"[1, 2", b"[1, 2] trailing", b'["\xff"]', b"[NaN]"],
+)
+async def test_what_is_not_a_json_array_raises_not_json(body: bytes) -> None:
+    with pytest.raises(NotJson):
+        await decode(body)
