@@ -20,7 +20,7 @@ import contextlib
 import math
 import struct
 import zlib
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -30,6 +30,7 @@ from prometheus_client.openmetrics.exposition import generate_latest as generate
 from prometheus_client.utils import floatToGoString
 
 from exporter.providers.base import ALL_UNITS, Labels, MetricFamily, PollResult, Sample
+from exporter.providers.sample_table import SampleTable
 
 TEXT_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 OPENMETRICS_CONTENT_TYPE = "application/openmetrics-text; version=1.0.0; charset=utf-8"
@@ -97,6 +98,9 @@ class SourceIdentity:
 SeriesKey = tuple[str, Labels]
 SLICE = 250
 """Units (or rendered lines) handled between two hand-backs to the event loop: a few ms each."""
+BLOCK_BYTES = 1 << 20
+"""A source's family chunk is kept as blocks of about this size: joining 100 MB (a million
+series) in one call would hold the loop for tens of ms, and a scrape writes pieces anyway."""
 _Unit = tuple[Any, ...]
 """(when the unit last answered, family, line, family, line, ...), each line one rendered series.
 
@@ -111,7 +115,7 @@ class _SourceState:
     identity: SourceIdentity
     units: dict[str, _Unit] = field(default_factory=dict)
     counter_parts: dict[SeriesKey, dict[str, float]] = field(default_factory=dict)
-    chunks: dict[str, bytes] = field(default_factory=dict)
+    chunks: dict[str, list[bytes]] = field(default_factory=dict)
     oldest: float = math.inf
     """When the least recently updated unit was updated, so staleness is checked per source."""
 
@@ -131,6 +135,37 @@ class _SourceState:
             own = {label for label, _ in labels}
             parts.extend(f'{label}="{text}"' for label, text in self._constant if label not in own)
         return f"{name}{{{','.join(parts)}}} {format_value(value)}\n".encode()
+
+    def table_lines(self, table: SampleTable) -> Iterator[bytes]:
+        """`series_line` for every row of a table, with the labels all rows share escaped once."""
+        shared = [f'{label}="{escape_label_value(text)}"' for label, text in table.labels]
+        own = {table.label, *(label for label, _ in table.labels)}
+        shared.extend(f'{label}="{text}"' for label, text in self._constant if label not in own)
+        prefix = f'{table.name}{{{self._head},{table.label}="'
+        suffix = "".join(f",{part}" for part in shared) + "} "
+        for label_value, value in table.label_values():
+            yield f'{prefix}{escape_label_value(label_value)}"{suffix}{format_value(float(value))}\n'.encode()
+
+
+class _Blocks:
+    """Lines joined into blocks of about BLOCK_BYTES as they come, so no join is ever large."""
+
+    def __init__(self) -> None:
+        self.blocks: list[bytes] = []
+        self._lines: list[bytes] = []
+        self._size = 0
+
+    def add(self, line: bytes) -> None:
+        self._lines.append(line)
+        self._size += len(line)
+        if self._size >= BLOCK_BYTES:
+            self.blocks.append(b"".join(self._lines))
+            self._lines, self._size = [], 0
+
+    def close(self) -> list[bytes]:
+        if self._lines:
+            self.blocks.append(b"".join(self._lines))
+        return self.blocks
 
 
 class AudienceStore:
@@ -203,10 +238,19 @@ class AudienceStore:
     def counter_value(self, source: str, name: str, labels: Labels) -> float:
         return sum(self._sources[source].counter_parts.get((name, labels), {}).values())
 
-    def _render_unit(self, state: _SourceState, samples: list[Sample], now: float) -> _Unit:
-        rendered: list[Any] = [now]
-        for sample in samples:
+    def _render_steps(self, state: _SourceState, samples: Sequence[Sample], rendered: list[Any]) -> Iterator[None]:
+        """Append (family, line) per sample to `rendered`, a slice of SLICE lines at a time."""
+        if isinstance(samples, SampleTable) and samples.name in self.families and samples.name not in self._counters:
+            name = samples.name
+            for count, line in enumerate(state.table_lines(samples), 1):
+                rendered += (name, line)
+                if count % SLICE == 0:
+                    yield
+            return
+        for count, sample in enumerate(samples, 1):
             name, value = sample.name, sample.value
+            if count % SLICE == 0:
+                yield
             if name not in self.families:
                 continue
             if name in self._counters:
@@ -215,7 +259,6 @@ class AudienceStore:
                     continue
                 value = sum(parts.values())
             rendered += (name, state.series_line(name, sample.labels, value))
-        return tuple(rendered)
 
     def _apply_steps(self, source: str, result: PollResult, now: float) -> Iterator[None]:
         state = self._sources[source]
@@ -224,16 +267,24 @@ class AudienceStore:
             kept = dict(previous)
         else:
             kept = {key: previous[key] for key in result.failures if key in previous}
-        for count, samples in enumerate(result.samples.values(), 1):
+        count = 0
+        for samples in result.samples.values():
+            if isinstance(samples, SampleTable) and samples.name not in self._counters:
+                continue
             for sample in samples:
                 if sample.name in self._counters and sample.value >= 0:
                     parts = state.counter_parts.setdefault((sample.name, sample.labels), {})
                     parts[sample.part] = max(parts.get(sample.part, sample.value), sample.value)
-            if count % SLICE == 0:
+                count += 1
+            count += 1
+            if count >= SLICE:
+                count = 0
                 yield
-        for count, (key, samples) in enumerate(result.samples.items(), 1):
-            kept[key] = self._render_unit(state, samples, now)
-            if count % SLICE == 0:
+        for samples_of_unit, (key, samples) in enumerate(result.samples.items(), 1):
+            rendered: list[Any] = [now]
+            yield from self._render_steps(state, samples, rendered)
+            kept[key] = tuple(rendered)
+            if samples_of_unit % SLICE == 0:
                 yield
         if self._sources.get(source) is not state:
             return
@@ -249,23 +300,28 @@ class AudienceStore:
         """One chunk per family; a series two units both report is written once (the first).
         If the units change while this is sliced, the later join writes the chunks instead."""
         units = state.units
-        by_family: dict[str, list[bytes]] = {}
+        by_family: dict[str, _Blocks] = {}
         seen: set[bytes] = set()
         count = 0
         for unit in list(units.values()):
             for index in range(1, len(unit), 2):
                 line = unit[index + 1]
                 series = line[: line.rindex(b" ")]
+                count += 1
+                if count >= 2 * SLICE:
+                    count = 0
+                    yield
                 if series in seen:
                     continue
                 seen.add(series)
-                by_family.setdefault(unit[index], []).append(line)
-            count += len(unit)
-            if count >= 2 * SLICE:
-                count = 0
-                yield
+                family = unit[index]
+                blocks = by_family.get(family)
+                if blocks is None:
+                    blocks = by_family[family] = _Blocks()
+                blocks.add(line)
+            count += 1
         if state.units is units:
-            state.chunks = {name: b"".join(lines) for name, lines in by_family.items()}
+            state.chunks = {name: blocks.close() for name, blocks in by_family.items()}
             self.version += 1
 
     def pieces(self, openmetrics: bool) -> list[bytes]:
@@ -275,7 +331,7 @@ class AudienceStore:
         joining 10 MB first."""
         pieces: list[bytes] = []
         for name in self.families:
-            chunks = [state.chunks[name] for state in self._sources.values() if name in state.chunks]
+            chunks = [chunk for state in self._sources.values() for chunk in state.chunks.get(name, ())]
             if chunks:
                 pieces.append(self._headers[(name, openmetrics)])
                 pieces.extend(chunks)

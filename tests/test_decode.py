@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 from typing import Any
 
@@ -52,7 +53,7 @@ async def test_the_event_loop_runs_other_tasks_between_slices() -> None:
             ticks_seen.append(ticks)
     task.cancel()
     assert len(ticks_seen) == 20
-    assert all(later > earlier for earlier, later in zip(ticks_seen, ticks_seen[1:]))
+    assert all(later > earlier for earlier, later in itertools.pairwise(ticks_seen))
 
 
 async def aenumerate(items: Any) -> Any:

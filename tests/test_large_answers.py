@@ -1,0 +1,141 @@
+"""One answer with many series: the memory-light table, and every step hands the loop back."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from datetime import UTC, datetime
+from typing import Any
+
+from aiohttp import web
+
+from exporter.metrics import BLOCK_BYTES, CONTRACT_FAMILIES, SLICE, AudienceStore, SourceIdentity
+from exporter.providers.base import PollResult, Sample
+from exporter.providers.gcore import Gcore, GcoreSettings
+from exporter.providers.sample_table import SampleTable
+
+NOW = 1_719_836_420.0  # 2024-07-01T12:20:20Z
+CLOSED = NOW // 60 * 60 - 60
+LABELS = (("stream", "all"), ("granularity", "1m"))
+
+
+def table(clients: int) -> SampleTable:
+    rows: list[Any] = []
+    for index in range(clients):
+        rows += (f"c{index}", float(index % 977), CLOSED)
+    return SampleTable("livestream_unique_viewers", "client", LABELS, tuple(rows), 3)
+
+
+def store() -> AudienceStore:
+    audience = AudienceStore(CONTRACT_FAMILIES, stale_after=300)
+    audience.add_source(SourceIdentity("big", "gcore", (("team", 'a"b'), ("stream", "ignored"))))
+    return audience
+
+
+class Ticker:
+    """A task that counts its turns: proof that the event loop ran between two points."""
+
+    def __init__(self) -> None:
+        self.turns = 0
+        self._task: asyncio.Future[None] | None = None
+
+    async def _run(self) -> None:
+        while True:
+            self.turns += 1
+            await asyncio.sleep(0)
+
+    def __enter__(self) -> Ticker:
+        self._task = asyncio.ensure_future(self._run())
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        assert self._task is not None
+        self._task.cancel()
+
+
+def test_a_table_iterates_indexes_and_compares_as_its_samples() -> None:
+    rows = ("a", 5.0, 1.0, "b", 7.0, 2.0)
+    samples = SampleTable("livestream_unique_viewers", "client", LABELS, rows, 3)
+    expected = [
+        Sample.of("livestream_unique_viewers", 5, client="a", stream="all", granularity="1m"),
+        Sample.of("livestream_unique_viewers", 7, client="b", stream="all", granularity="1m"),
+    ]
+    assert list(samples) == expected
+    assert samples == expected and expected == samples
+    assert len(samples) == 2 and samples[1] == expected[1] and samples[-1] == expected[1]
+    assert samples[0:1] == expected[:1]
+    assert samples != expected[:1]
+
+
+def test_a_table_renders_exactly_as_its_samples_do() -> None:
+    big = table(3 * SLICE + 1)
+    from_table, from_list = store(), store()
+    from_table.apply("big", PollResult(samples={"all": big}), now=NOW)
+    from_list.apply("big", PollResult(samples={"all": list(big)}), now=NOW)
+    for openmetrics in (False, True):
+        assert from_table.render(openmetrics) == from_list.render(openmetrics)
+    assert from_table.render(False).count(b"\n") == 2 + 3 * SLICE + 1
+
+
+def test_a_large_source_is_kept_as_bounded_blocks_in_order() -> None:
+    audience = store()
+    big = table(40_000)
+    audience.apply("big", PollResult(samples={"all": big}), now=NOW)
+    pieces = audience.pieces(False)
+    assert len(pieces) > 2
+    assert all(len(piece) < 2 * BLOCK_BYTES for piece in pieces)
+    lines = b"".join(pieces[1:]).decode().splitlines()
+    assert [line.split('client="')[1].split('"')[0] for line in lines] == [f"c{i}" for i in range(40_000)]
+
+
+async def test_applying_one_large_unit_gives_the_loop_turns_while_rendering() -> None:
+    audience = store()
+    big = table(40 * SLICE)
+    with Ticker() as ticker:
+        turns: list[int] = []
+        original = audience._render_steps
+
+        def watched(*args: Any) -> Any:
+            for step in original(*args):
+                turns.append(ticker.turns)
+                yield step
+
+        audience._render_steps = watched  # type: ignore[method-assign]
+        await audience.apply_sliced("big", PollResult(samples={"all": big}), now=NOW)
+    assert len(turns) >= 39
+    assert turns[-1] > turns[0]
+
+
+def gcore(**keys: Any) -> Gcore:
+    return Gcore(GcoreSettings.model_validate({"name": "big", "provider": "gcore", "api_key": "1$k", **keys}))
+
+
+def reseller_answer(clients: int) -> list[dict[str, Any]]:
+    """The documented shape, a client per entry, a point per bucket; some clients idle."""
+    answer = []
+    for index in range(clients):
+        points = [[CLOSED - 60, index % 50], [CLOSED, index % 700], [CLOSED + 60, 3]]
+        answer.append({"client": 10_000 + index, "metrics": {"streams": points if index % 9 else []}})
+    return answer
+
+
+async def test_a_large_answer_decoded_in_slices_gives_the_samples_of_the_decoded_path(serve_app, fetcher) -> None:
+    answer = reseller_answer(5 * 500 + 3)
+    body = json.dumps(answer).encode()
+
+    async def viewers(request: web.Request) -> web.Response:
+        return web.Response(body=body, content_type="application/json")
+
+    app = web.Application()
+    app.router.add_get("/streaming/statistics/stream/viewers", viewers)
+    base_url = await serve_app(app)
+    sliced = gcore(base_url=base_url)
+    with Ticker() as ticker:
+        result = await sliced.poll(fetcher, datetime.fromtimestamp(NOW, UTC))
+        turns = ticker.turns
+    decoded = PollResult()
+    expected = gcore().parse(answer, "all", NOW, decoded)
+    assert result.ok and result.samples["all"] == expected
+    assert len(expected) == len([entry for entry in answer if entry["metrics"]["streams"]])
+    assert result.newest_timestamp == decoded.newest_timestamp == CLOSED
+    assert turns >= 5
