@@ -580,7 +580,8 @@ def print_table(rows: list[dict[str, Any]], scrape: dict[str, float] | None, anc
             f"| {scenario.description} | {row['polls']}{'' if row['ok'] else ' (failed)'} "
             f"| {row['first_s']:.2f} → {row['last_s']:.2f} "
             f"| {cell(row['healthy_first'])} / {cell(row['healthy_last'])} / {cell(row['healthy_all'])} "
-            f"| {cell(row['late_all'])} / {cell(row['busy_all'])} | {row['rss_first']:.0f} → {row['rss_last']:.0f} ({growth:+.0f} %) "
+            f"| {cell(row['late_all'])} / {cell(row['busy_all'])} "
+            f"| {row['rss_first']:.0f} → {row['rss_last']:.0f} ({growth:+.0f} %) "
             f"| {row['peak']:.0f} | {'over the 20 ms bar' if over else ''} |"
         )
     if scrape is not None:

@@ -107,7 +107,9 @@ _Unit = tuple[Any, ...]
 One flat tuple of a float, strings and bytes is the smallest form Python has, and the garbage
 collector stops tracking it, so 100k series neither fill memory nor lengthen collections (see
 the README's "Performance" section); a class, a NamedTuple or the providers' Sample objects would
-do both."""
+do both. A unit that answered with a SampleTable is (when, family, (block, block, ...)) instead:
+its rows are rendered straight into blocks, and one series per row needs no de-duplication, so a
+million series cost a few blocks, not a million bytes objects and a set of their names."""
 
 
 @dataclass
@@ -159,13 +161,28 @@ class _Blocks:
         self._lines.append(line)
         self._size += len(line)
         if self._size >= BLOCK_BYTES:
+            self._flush()
+
+    def extend(self, blocks: Iterable[bytes]) -> None:
+        """Blocks already joined (a table's), after the lines added so far."""
+        self._flush()
+        self.blocks.extend(blocks)
+
+    def close(self) -> list[bytes]:
+        self._flush()
+        return self.blocks
+
+    def _flush(self) -> None:
+        if self._lines:
             self.blocks.append(b"".join(self._lines))
             self._lines, self._size = [], 0
 
-    def close(self) -> list[bytes]:
-        if self._lines:
-            self.blocks.append(b"".join(self._lines))
-        return self.blocks
+
+def _family_blocks(by_family: dict[str, _Blocks], family: str) -> _Blocks:
+    blocks = by_family.get(family)
+    if blocks is None:
+        blocks = by_family[family] = _Blocks()
+    return blocks
 
 
 class AudienceStore:
@@ -239,13 +256,15 @@ class AudienceStore:
         return sum(self._sources[source].counter_parts.get((name, labels), {}).values())
 
     def _render_steps(self, state: _SourceState, samples: Sequence[Sample], rendered: list[Any]) -> Iterator[None]:
-        """Append (family, line) per sample to `rendered`, a slice of SLICE lines at a time."""
+        """Append (family, line) per sample to `rendered`, or for a table (family, blocks), a
+        slice of SLICE lines at a time."""
         if isinstance(samples, SampleTable) and samples.name in self.families and samples.name not in self._counters:
-            name = samples.name
+            blocks = _Blocks()
             for count, line in enumerate(state.table_lines(samples), 1):
-                rendered += (name, line)
+                blocks.add(line)
                 if count % SLICE == 0:
                     yield
+            rendered += (samples.name, tuple(blocks.close()))
             return
         for count, sample in enumerate(samples, 1):
             name, value = sample.name, sample.value
@@ -304,6 +323,9 @@ class AudienceStore:
         seen: set[bytes] = set()
         count = 0
         for unit in list(units.values()):
+            if len(unit) == 3 and type(unit[2]) is tuple:
+                _family_blocks(by_family, unit[1]).extend(unit[2])
+                continue
             for index in range(1, len(unit), 2):
                 line = unit[index + 1]
                 series = line[: line.rindex(b" ")]
@@ -314,11 +336,7 @@ class AudienceStore:
                 if series in seen:
                     continue
                 seen.add(series)
-                family = unit[index]
-                blocks = by_family.get(family)
-                if blocks is None:
-                    blocks = by_family[family] = _Blocks()
-                blocks.add(line)
+                _family_blocks(by_family, unit[index]).add(line)
             count += 1
         if state.units is units:
             state.chunks = {name: blocks.close() for name, blocks in by_family.items()}

@@ -13,6 +13,7 @@ from exporter.metrics import BLOCK_BYTES, CONTRACT_FAMILIES, SLICE, AudienceStor
 from exporter.providers.base import PollResult, Sample
 from exporter.providers.gcore import Gcore, GcoreSettings
 from exporter.providers.sample_table import SampleTable
+from exporter.slices import RELEASED_PER_TURN, release
 
 NOW = 1_719_836_420.0  # 2024-07-01T12:20:20Z
 CLOSED = NOW // 60 * 60 - 60
@@ -139,3 +140,16 @@ async def test_a_large_answer_decoded_in_slices_gives_the_samples_of_the_decoded
     assert len(expected) == len([entry for entry in answer if entry["metrics"]["streams"]])
     assert result.newest_timestamp == decoded.newest_timestamp == CLOSED
     assert turns >= 5
+
+
+async def test_releasing_a_large_container_empties_it_a_slice_at_a_time() -> None:
+    rows: list[Any] = [float(i) for i in range(5 * RELEASED_PER_TURN)]
+    index = {str(i): i for i in range(3 * RELEASED_PER_TURN)}
+    with Ticker() as ticker:
+        await asyncio.sleep(0)
+        before = ticker.turns
+        await release(rows)
+        await release(index)
+        turns = ticker.turns - before
+    assert rows == [] and index == {}
+    assert turns >= 5 + 3 - 1

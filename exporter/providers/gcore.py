@@ -11,6 +11,7 @@ grows and would read as a drop every time a new one opens:
 from __future__ import annotations
 
 import asyncio
+import math
 import sys
 from datetime import UTC, datetime
 from typing import Any
@@ -28,6 +29,7 @@ from exporter.providers.base import (
 )
 from exporter.providers.sample_table import SampleTable
 from exporter.settings import SecretStr, SourceSettings, one_of
+from exporter.slices import release
 
 GRANULARITY_SECONDS = {"1m": 60, "5m": 300, "15m": 900, "1h": 3600, "1d": 86400}
 TOTAL_UNIT = "all"
@@ -93,10 +95,12 @@ class Gcore(Provider):
     def __init__(self, settings: GcoreSettings) -> None:
         super().__init__(settings)
         self._units = [str(sid) for sid in settings.stream_ids] if settings.stream_ids else [TOTAL_UNIT]
-        self._newest: dict[str, tuple[Any, ...]] = {}
+        self._newest: dict[str, list[Any]] = {}
         """Per unit, the newest closed bucket seen per client as (client, count, start, client,
-        count, start, ...): one flat tuple, small enough for 100k streams or a million clients,
+        count, start, ...): one flat list, small enough for 100k streams or a million clients,
         and the rows of the SampleTable the unit's last poll returned."""
+        self._oldest: dict[str, float] = {}
+        """Per unit, the oldest bucket start in `_newest` (where the next poll's window starts)."""
 
     @property
     def granularity_seconds(self) -> int:
@@ -117,9 +121,8 @@ class Gcore(Provider):
         g = self.granularity_seconds
         open_bucket = (now // g) * g
         start = open_bucket - CLOSED_BUCKETS_ASKED * g
-        seen = self._newest.get(unit)
-        if seen:
-            start = min(max(start, min(seen[2::ROW]) + g), open_bucket)
+        if unit in self._oldest:
+            start = min(max(start, self._oldest[unit] + g), open_bucket)
         return iso_utc(start), iso_utc(now)
 
     def params(self, stream_id: int | None, now: float) -> dict[str, str]:
@@ -148,6 +151,7 @@ class Gcore(Provider):
         units = self.active_units()
         for gone in self._newest.keys() - set(units):
             del self._newest[gone]
+            self._oldest.pop(gone, None)
         return await poll_units(units, poll_stream)
 
     def parse(self, body: Any, stream: str, now: float, result: PollResult) -> SampleTable:
@@ -159,7 +163,7 @@ class Gcore(Provider):
         answer is forgotten (the stream left)."""
         if not isinstance(body, list):
             raise InvalidBody("expected a JSON list of clients")
-        reader = _AnswerReader(self, stream, now, result, _index(self._newest.get(stream, ())))
+        reader = _AnswerReader(self, stream, now, result, _index(self._newest.get(stream, [])))
         for entry in body:
             reader.add(entry)
         return self._keep(stream, reader)
@@ -167,7 +171,7 @@ class Gcore(Provider):
     async def parse_answer(self, answer: Answer, stream: str, now: float, result: PollResult) -> SampleTable:
         """`parse`, decoding the answer as it goes and giving the event loop back every few
         hundred clients, so a reseller account's answer of a million clients never stalls it."""
-        seen = self._newest.get(stream, ())
+        seen = self._newest.get(stream, [])
         remembered: dict[str, int] = {}
         for first in range(0, len(seen), ROW * INDEX_SLICE):
             remembered.update(_index(seen[first : first + ROW * INDEX_SLICE], first))
@@ -175,11 +179,18 @@ class Gcore(Provider):
         reader = _AnswerReader(self, stream, now, result, remembered)
         async for entry in answer.json_items("clients"):
             reader.add(entry)
-        return self._keep(stream, reader)
+        table = self._keep(stream, reader)
+        await release(remembered)
+        await release(seen)
+        return table
 
     def _keep(self, stream: str, reader: _AnswerReader) -> SampleTable:
-        rows = tuple(reader.rows)
+        rows = reader.rows
         self._newest[stream] = rows
+        if rows:
+            self._oldest[stream] = reader.oldest
+        else:
+            self._oldest.pop(stream, None)
         return SampleTable(
             "livestream_unique_viewers",
             "client",
@@ -190,12 +201,14 @@ class Gcore(Provider):
 
 
 ROW = 3
-"""A remembered client is (client, count, timestamp) in a flat tuple: also a SampleTable's rows."""
+"""A remembered client is (client, count, timestamp) in a flat list: also a SampleTable's rows.
+A list, not a tuple: a million rows are built without a final copy and freed a slice at a time
+(see exporter.slices) once the next poll has replaced them."""
 INDEX_SLICE = 20_000
 """Remembered clients indexed per event-loop turn (a few ms)."""
 
 
-def _index(rows: tuple[Any, ...], offset: int = 0) -> dict[str, int]:
+def _index(rows: list[Any], offset: int = 0) -> dict[str, int]:
     """Client -> where its row starts in the whole tuple (rows may be a slice starting at offset)."""
     return dict(zip(rows[0::ROW], range(offset, offset + len(rows), ROW), strict=True))
 
@@ -207,10 +220,11 @@ class _AnswerReader:
         self.granularity = gcore.granularity_seconds
         self.now = now
         self.oldest_wanted = (now // self.granularity) * self.granularity - CLOSED_BUCKETS_ASKED * self.granularity
-        self.seen = gcore._newest.get(stream, ())
+        self.seen = gcore._newest.get(stream, [])
         self.remembered = remembered
         self.result = result
         self.rows: list[Any] = []
+        self.oldest = math.inf
 
     def add(self, entry: Any) -> None:
         if not isinstance(entry, dict) or not isinstance(metrics := entry.get("metrics"), dict):
@@ -226,4 +240,5 @@ class _AnswerReader:
         if newest is None:
             return
         self.rows += (client, newest[1], newest[0])
+        self.oldest = min(self.oldest, newest[0])
         self.result.note_timestamp(newest[0])

@@ -1,10 +1,10 @@
-"""Many samples of one family in one flat tuple, for answers with 100k to 1M series.
+"""Many samples of one family in one flat list, for answers with 100k to 1M series.
 
 A `Sample` per series costs about 300 bytes in five objects the garbage collector tracks; with a
 million of them alive, every full collection walks them all and holds the event loop for tens of
-milliseconds. A table keeps the rows as one tuple of strings and floats (which the collector stops
-tracking), hands out `Sample`s only when iterated, and lets the metrics layer render the rows
-without making them at all.
+milliseconds. A table keeps the rows as one flat list of strings and floats (one object to the
+collector, none of its entries tracked), hands out `Sample`s only when iterated, and lets the
+metrics layer render the rows without making them at all.
 """
 
 from __future__ import annotations
@@ -24,13 +24,15 @@ class SampleTable(Sequence[Sample]):
     `rows` is flat, `stride` entries per row: the label's value, then the sample's value, then
     whatever else the provider keeps about the row (ignored here), so a provider can keep the
     table's rows as its own memory of the answer. `SampleTable("v", "client", (("g", "1m"),),
-    ("a", 5.0, "b", 7.0))` holds `v{client="a",g="1m"} 5` and `v{client="b",g="1m"} 7`.
+    ["a", 5.0, "b", 7.0])` holds `v{client="a",g="1m"} 5` and `v{client="b",g="1m"} 7`. Use a
+    table within the poll that produced it: the provider may empty its rows once its next poll
+    of the unit has replaced them.
     """
 
     name: str
     label: str
     labels: Labels
-    rows: tuple[Any, ...]
+    rows: Sequence[Any]
     stride: int = 2
 
     def __len__(self) -> int:
