@@ -204,7 +204,7 @@ ROW = 3
 """A remembered client is (client, count, timestamp) in a flat list: also a SampleTable's rows.
 A list, not a tuple: a million rows are built without a final copy and freed a slice at a time
 (see exporter.slices) once the next poll has replaced them."""
-INDEX_SLICE = 20_000
+INDEX_SLICE = 5_000
 """Remembered clients indexed per event-loop turn (a few ms)."""
 
 
