@@ -29,7 +29,8 @@ from prometheus_client import generate_latest as generate_text
 from prometheus_client.openmetrics.exposition import generate_latest as generate_openmetrics
 from prometheus_client.utils import floatToGoString
 
-from exporter.providers.base import ALL_UNITS, Labels, MetricFamily, PollResult, Sample
+from exporter.families import MetricFamily
+from exporter.poll import ALL_UNITS, Labels, PollResult, Sample
 
 TEXT_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 OPENMETRICS_CONTENT_TYPE = "application/openmetrics-text; version=1.0.0; charset=utf-8"

@@ -30,8 +30,9 @@ from exporter.backoff import DEFAULT_POLICY, BackoffPolicy, Retry
 from exporter.config import Config
 from exporter.fetch import SourceFetcher
 from exporter.metrics import AudienceStore, ExporterMetrics, SourceIdentity
+from exporter.poll import ALL_UNITS, PollError, PollResult
 from exporter.providers import providers
-from exporter.providers.base import ALL_UNITS, PollError, PollResult, Provider
+from exporter.providers.base import Provider
 from exporter.ratelimit import SlidingWindowLimiter
 from exporter.settings import SourceSettings
 from exporter.sharding import Shard, resolve

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from exporter.metrics import CONTRACT_FAMILIES, AudienceStore, SourceIdentity
-from exporter.providers.base import ALL_UNITS, PollError, PollResult, Sample
+from exporter.poll import ALL_UNITS, PollError, PollResult, Sample
 
 
 def store(stale_after: float = 300) -> AudienceStore:

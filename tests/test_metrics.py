@@ -29,7 +29,7 @@ from exporter.metrics import (
     SourceIdentity,
     format_value,
 )
-from exporter.providers.base import PollError, PollResult, Sample
+from exporter.poll import PollError, PollResult, Sample
 
 AWKWARD = [
     "plain",

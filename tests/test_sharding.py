@@ -11,7 +11,7 @@ import pytest
 
 from exporter.config import parse_config
 from exporter.metrics import AudienceStore, ExporterMetrics
-from exporter.providers.base import RateLimit
+from exporter.poll import RateLimit
 from exporter.providers.gcore import Gcore
 from exporter.scheduler import Scheduler
 from exporter.sharding import (

@@ -17,7 +17,7 @@ import pytest
 from aiohttp import web
 
 from exporter.metrics import CONTRACT_FAMILIES, AudienceStore, ExporterMetrics, Exposition, SourceIdentity
-from exporter.providers.base import PollResult, Sample
+from exporter.poll import PollResult, Sample
 from exporter.web import EXPOSITION_KEY, WRITE_SLICE, metrics_handler
 from tests.conftest import free_port, http_get
 

@@ -28,18 +28,9 @@ from urllib.parse import quote
 
 from pydantic import AfterValidator
 
+from exporter.poll import Answer, Fetcher, InvalidBody, PollError, PollResult, RateLimit, Sample
 from exporter.providers import register
-from exporter.providers.base import (
-    Answer,
-    Fetcher,
-    InvalidBody,
-    PollError,
-    PollResult,
-    Provider,
-    RateLimit,
-    Sample,
-    error_body,
-)
+from exporter.providers.base import Provider, error_body
 from exporter.settings import SecretStr, SourceSettings
 
 DEFAULT_INTERVAL = 300.0

@@ -14,18 +14,9 @@ import sys
 from datetime import UTC, datetime
 from typing import Any
 
+from exporter.poll import Answer, Fetcher, InvalidBody, PollError, PollResult, Sample
 from exporter.providers import register
-from exporter.providers.base import (
-    Answer,
-    Fetcher,
-    InvalidBody,
-    PollError,
-    PollResult,
-    Provider,
-    Sample,
-    error_body,
-    poll_units,
-)
+from exporter.providers.base import Provider, error_body, poll_units
 from exporter.settings import SecretStr, SourceSettings, one_of
 
 GRANULARITY_SECONDS = {"1m": 60, "5m": 300, "15m": 900, "1h": 3600, "1d": 86400}

@@ -29,20 +29,9 @@ from urllib.parse import urlsplit
 
 from pydantic import AfterValidator, BeforeValidator
 
+from exporter.poll import Answer, Fetcher, InvalidBody, PollError, PollResult, RateLimit, Sample
 from exporter.providers import register
-from exporter.providers.base import (
-    Answer,
-    Fetcher,
-    InvalidBody,
-    PollError,
-    PollResult,
-    Provider,
-    RateLimit,
-    Sample,
-    error_body,
-    newest_point,
-    poll_units,
-)
+from exporter.providers.base import Provider, error_body, newest_point, poll_units
 from exporter.settings import SecretStr, SourceSettings, format_duration, one_of
 
 PATH = "/lls/v1.0/analytics/delivery/queryConcurrentViewers"

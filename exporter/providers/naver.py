@@ -18,19 +18,9 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import AfterValidator
 
+from exporter.poll import Answer, Fetcher, InvalidBody, PollError, PollResult, Sample
 from exporter.providers import register
-from exporter.providers.base import (
-    Answer,
-    Fetcher,
-    InvalidBody,
-    PollError,
-    PollResult,
-    Provider,
-    Sample,
-    error_body,
-    newest_point,
-    poll_units,
-)
+from exporter.providers.base import Provider, error_body, newest_point, poll_units
 from exporter.settings import SecretStr, SourceSettings, one_of
 
 log = logging.getLogger(__name__)

@@ -33,19 +33,10 @@ from urllib.parse import quote
 from pydantic import BeforeValidator, Field, PositiveFloat, ValidationInfo, field_validator
 
 from exporter.credits import PERIOD_SECONDS, CreditLedger, Price, hundredths
+from exporter.families import MetricFamily
+from exporter.poll import Answer, Fetcher, InvalidBody, Labels, PollError, PollResult, Sample
 from exporter.providers import register
-from exporter.providers.base import (
-    Answer,
-    Fetcher,
-    InvalidBody,
-    Labels,
-    MetricFamily,
-    PollError,
-    PollResult,
-    Provider,
-    Sample,
-    error_body,
-)
+from exporter.providers.base import Provider, error_body
 from exporter.settings import SecretStr, SourceSettings, StrictModel, one_of
 
 log = logging.getLogger(__name__)

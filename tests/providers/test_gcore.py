@@ -8,7 +8,7 @@ from typing import Any
 from aiohttp import web
 
 from exporter.demo.gcore import GcoreSimulator
-from exporter.providers.base import PollResult
+from exporter.poll import PollResult
 from exporter.providers.gcore import Gcore, GcoreSettings, newest_closed_bucket
 from tests.conftest import fixture_json
 

@@ -12,7 +12,7 @@ import pytest
 from aiohttp import web
 
 from exporter.demo.lls import PATH, LlsSimulator, expected_signature, string_to_sign
-from exporter.providers.base import PollResult
+from exporter.poll import PollResult
 from exporter.providers.lls import Lls, LlsSettings, Query, parse_sfd_time, sign_v2, signed_uri
 from tests.conftest import fixture_json
 

@@ -16,7 +16,7 @@ from aiohttp import web
 
 from exporter.config import ConfigError, parse_config
 from exporter.demo.naver import PATH, NaverSimulator
-from exporter.providers.base import PollResult
+from exporter.poll import PollResult
 from exporter.providers.naver import Naver, NaverSettings, log_date_to_unix
 from tests.conftest import FIXTURES, fixture_json
 

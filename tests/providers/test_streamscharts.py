@@ -15,7 +15,7 @@ from aiohttp import web
 
 from exporter.config import ConfigError, load_config
 from exporter.demo.streamscharts import StreamsChartsSimulator
-from exporter.providers.base import PollResult, Sample
+from exporter.poll import PollResult, Sample
 from exporter.providers.cloudflare import COUNTERS
 from exporter.providers.streamscharts import (
     CHAT_METRICS,
