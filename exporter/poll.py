@@ -11,7 +11,7 @@ they live here rather than under `providers/`: none of them knows a vendor or Pr
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -145,3 +145,23 @@ class RateLimit:
 
     requests: int
     per_seconds: float
+
+
+def _every_unit(unit: str) -> bool:
+    return True
+
+
+@dataclass(frozen=True, slots=True)
+class ShardView:
+    """The part of a source this replica polls, handed to a provider when it is built.
+
+    `owns_unit` says whether a unit (a stream) is this replica's; `budget_share` is the part of
+    a vendor account's credit budget it may spend (1/N of N shards).
+    """
+
+    owns_unit: Callable[[str], bool] = _every_unit
+    budget_share: float = 1.0
+
+
+WHOLE_SOURCE = ShardView()
+"""An unsharded replica: every unit, the whole budget."""

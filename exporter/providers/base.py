@@ -17,7 +17,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from exporter.families import MetricFamily
-from exporter.poll import Answer, Fetcher, PollError, PollResult, RateLimit, Sample
+from exporter.poll import WHOLE_SOURCE, Answer, Fetcher, PollError, PollResult, RateLimit, Sample, ShardView
 
 if TYPE_CHECKING:
     from exporter.settings import SourceSettings
@@ -34,27 +34,21 @@ class Provider(ABC):
     spends_credits: ClassVar[bool] = False
     """True for vendors that charge per call: `credits_spent_total` then starts at 0."""
 
-    def __init__(self, settings: SourceSettings) -> None:
+    def __init__(self, settings: SourceSettings, shard: ShardView = WHOLE_SOURCE) -> None:
         self.settings = settings
-        self.owns_unit: Callable[[str], bool] = lambda unit: True
-        self.budget_share = 1.0
-
-    def set_budget_share(self, share: float) -> None:
-        """The part of a vendor account's credit budget this replica may spend (1/N when the
-        scheduler runs N shards): a provider with a budget spends at most budget x share."""
-        self.budget_share = share
+        self.shard = shard
 
     def units(self) -> list[str]:
         """Every unit (independent request, usually one stream) a full poll covers.
 
-        Sharding hands each replica a subset through `owns_unit`; `poll` must cover exactly
-        `active_units()`.
+        Sharding hands each replica a subset through `shard.owns_unit`; `poll` must cover
+        exactly `active_units()`.
         """
         return ["total"]
 
     def active_units(self) -> list[str]:
         """The units this replica polls."""
-        return [unit for unit in self.units() if self.owns_unit(unit)]
+        return [unit for unit in self.units() if self.shard.owns_unit(unit)]
 
     @classmethod
     def check_sources(cls, sources: list[SourceSettings]) -> list[tuple[SourceSettings, str, str]]:
@@ -83,10 +77,6 @@ class Provider(ABC):
         """Sources whose key is equal share one rate budget (one vendor credential)."""
         return None
 
-    def requests_per_poll(self) -> int:
-        """How many vendor calls one poll makes, for budget checks."""
-        return len(self.active_units())
-
     def export_state(self) -> dict[str, Any] | None:
         """What this provider must remember across restarts (a credit ledger), as JSON data."""
         return None
@@ -96,13 +86,39 @@ class Provider(ABC):
         return None
 
 
-def error_body(answer: Answer) -> Any:
+VendorWords = Callable[[Any], str | None]
+"""A vendor's reading of its own error body (JSON, never None): its words for the failure, or
+None when the body holds none."""
+
+
+def _error_body(answer: Answer) -> Any:
     """A failed answer's JSON, or None when it is not JSON (an HTML error page from a proxy):
     an error body is only read for the vendor's words, so an unreadable one is not a second error."""
     try:
         return answer.json()
     except PollError:
         return None
+
+
+def failure_reason(answer: Answer, vendor_words: VendorWords, trace_header: str | None = None) -> str:
+    """One log line for a failed answer: the vendor's words when its body has any, else the HTTP
+    status, then the request's trace id from `trace_header` when the vendor sent one (to quote
+    to its support)."""
+    body = _error_body(answer)
+    reason = vendor_words(body) if body is not None else None
+    if not reason:
+        reason = "rate limit exceeded" if answer.status == 429 else f"HTTP {answer.status}"
+    trace_id = answer.headers.get(trace_header) if trace_header else None
+    return f"{reason} ({trace_header} {trace_id})" if trace_id else reason
+
+
+def raise_unless_ok(answer: Answer, vendor_words: VendorWords, trace_header: str | None = None) -> None:
+    """Every vendor answers data with HTTP 200 only: anything else is a failed unit, carrying
+    its status (credentials, rate limits) and `Retry-After` to the scheduler."""
+    if answer.status != 200:
+        raise PollError(
+            failure_reason(answer, vendor_words, trace_header), status=answer.status, retry_after=answer.retry_after
+        )
 
 
 def is_number(value: Any) -> bool:

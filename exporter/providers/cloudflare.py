@@ -23,15 +23,23 @@ from __future__ import annotations
 import hashlib
 import re
 from datetime import UTC, date, datetime, time, timedelta
-from typing import Annotated, Any
+from typing import Any
 from urllib.parse import quote
 
-from pydantic import AfterValidator
-
-from exporter.poll import Answer, Fetcher, InvalidBody, PollError, PollResult, RateLimit, Sample
+from exporter.poll import (
+    WHOLE_SOURCE,
+    Answer,
+    Fetcher,
+    InvalidBody,
+    PollError,
+    PollResult,
+    RateLimit,
+    Sample,
+    ShardView,
+)
 from exporter.providers import register
-from exporter.providers.base import Provider, error_body
-from exporter.settings import SecretStr, SourceSettings
+from exporter.providers.base import Provider, failure_reason, raise_unless_ok
+from exporter.settings import PathSegment, SecretStr, SourceSettings
 
 DEFAULT_INTERVAL = 300.0
 MAX_CATCH_UP_DAYS = 31
@@ -44,15 +52,6 @@ COUNTERS = {
 _DATE_PREFIX = re.compile(r"^\d{4}-\d{2}-\d{2}")
 
 
-def _path_segment(value: str) -> str:
-    if not re.fullmatch(r"[A-Za-z0-9_-]+", value):
-        raise ValueError("must be a Cloudflare identifier (letters, digits, - and _)")
-    return value
-
-
-PathSegment = Annotated[str, AfterValidator(_path_segment)]
-
-
 class CloudflareSettings(SourceSettings):
     api_token: SecretStr
     account_id: PathSegment
@@ -60,19 +59,19 @@ class CloudflareSettings(SourceSettings):
     filters: str | None = None
 
 
-def failure_reason(body: Any, status: int) -> str:
-    """`code: message` of each entry of a v4 `errors` list, else the HTTP status."""
+def vendor_words(body: Any) -> str | None:
+    """`code: message` of each entry of a v4 `errors` list."""
     errors = body.get("errors") if isinstance(body, dict) else None
-    if isinstance(errors, list) and errors:
-        parts = []
-        for error in errors:
-            if isinstance(error, dict) and error.get("message"):
-                code = error.get("code")
-                parts.append(f"{code}: {error['message']}" if code is not None else str(error["message"]))
-            else:
-                parts.append(str(error))
-        return "; ".join(parts)
-    return "rate limited" if status == 429 else f"HTTP {status}"
+    if not isinstance(errors, list) or not errors:
+        return None
+    parts = []
+    for error in errors:
+        if isinstance(error, dict) and error.get("message"):
+            code = error.get("code")
+            parts.append(f"{code}: {error['message']}" if code is not None else str(error["message"]))
+        else:
+            parts.append(str(error))
+    return "; ".join(parts)
 
 
 def entry_day(entry: dict[str, Any]) -> date | None:
@@ -104,8 +103,8 @@ class Cloudflare(Provider):
     rate_limits = (RateLimit(1200, 300.0),)
     settings: CloudflareSettings
 
-    def __init__(self, settings: CloudflareSettings) -> None:
-        super().__init__(settings)
+    def __init__(self, settings: CloudflareSettings, shard: ShardView = WHOLE_SOURCE) -> None:
+        super().__init__(settings, shard)
         self.covered_day: date | None = None
 
     def default_interval(self) -> float:
@@ -159,14 +158,12 @@ class Cloudflare(Provider):
     @staticmethod
     def data_of(answer: Answer) -> list[Any]:
         """The `data` list of a successful answer; anything else is a failed poll."""
-        if answer.status != 200:
-            body = error_body(answer)
-            raise PollError(failure_reason(body, answer.status), status=answer.status, retry_after=answer.retry_after)
+        raise_unless_ok(answer, vendor_words)
         body = answer.json()
         if not isinstance(body, dict):
             raise InvalidBody("expected a JSON object with `data` and `success`")
         if body.get("success") is False:
-            raise PollError(failure_reason(body, answer.status), status=answer.status)
+            raise PollError(failure_reason(answer, vendor_words), status=answer.status)
         data = body.get("data")
         if not isinstance(data, list):
             raise InvalidBody("answer has no `data` list")

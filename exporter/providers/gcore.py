@@ -14,9 +14,9 @@ import sys
 from datetime import UTC, datetime
 from typing import Any
 
-from exporter.poll import Answer, Fetcher, InvalidBody, PollError, PollResult, Sample
+from exporter.poll import WHOLE_SOURCE, Fetcher, InvalidBody, PollResult, Sample, ShardView
 from exporter.providers import register
-from exporter.providers.base import Provider, error_body, poll_units
+from exporter.providers.base import Provider, poll_units, raise_unless_ok
 from exporter.settings import SecretStr, SourceSettings, one_of
 
 GRANULARITY_SECONDS = {"1m": 60, "5m": 300, "15m": 900, "1h": 3600, "1d": 86400}
@@ -38,9 +38,8 @@ def iso_utc(ts: float) -> str:
     return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def error_reason(answer: Answer) -> str:
+def vendor_words(body: Any) -> str | None:
     """The vendor's own words from either documented error shape, without the request."""
-    body = error_body(answer)
     if isinstance(body, dict):
         errors = body.get("errors")
         if isinstance(errors, list) and errors:
@@ -49,9 +48,7 @@ def error_reason(answer: Answer) -> str:
             request_id = body.get("request_id")
             suffix = f" (request_id {request_id})" if request_id else ""
             return f"{body.get('exception_class') or 'error'}: {body['message']}{suffix}"
-    if answer.status == 429:
-        return "rate limit exceeded"
-    return f"HTTP {answer.status}"
+    return None
 
 
 def newest_closed_bucket(points: Any, granularity: int, now: float) -> tuple[tuple[float, float] | None, int]:
@@ -81,8 +78,8 @@ class Gcore(Provider):
     default_base_url = "https://api.gcore.com"
     settings: GcoreSettings
 
-    def __init__(self, settings: GcoreSettings) -> None:
-        super().__init__(settings)
+    def __init__(self, settings: GcoreSettings, shard: ShardView = WHOLE_SOURCE) -> None:
+        super().__init__(settings, shard)
         self._units = [str(sid) for sid in settings.stream_ids] if settings.stream_ids else [TOTAL_UNIT]
         self._newest: dict[str, tuple[Any, ...]] = {}
         """Per unit, the newest closed bucket seen per client as (client, start, count, client,
@@ -131,8 +128,7 @@ class Gcore(Provider):
             async with fetch.get(
                 "stream_viewers", url, params=self.params(stream_id, now_ts), headers=headers
             ) as answer:
-                if answer.status != 200:
-                    raise PollError(error_reason(answer), status=answer.status, retry_after=answer.retry_after)
+                raise_unless_ok(answer, vendor_words)
                 return self.parse(answer.json(), unit, now_ts, result)
 
         units = self.active_units()

@@ -29,10 +29,10 @@ from urllib.parse import urlsplit
 
 from pydantic import AfterValidator, BeforeValidator
 
-from exporter.poll import Answer, Fetcher, InvalidBody, PollError, PollResult, RateLimit, Sample
+from exporter.poll import WHOLE_SOURCE, Fetcher, InvalidBody, PollResult, RateLimit, Sample, ShardView
 from exporter.providers import register
-from exporter.providers.base import Provider, error_body, newest_point, poll_units
-from exporter.settings import SecretStr, SourceSettings, format_duration, one_of
+from exporter.providers.base import Provider, newest_point, poll_units, raise_unless_ok
+from exporter.settings import NonEmpty, SecretStr, SourceSettings, format_duration, one_of
 
 PATH = "/lls/v1.0/analytics/delivery/queryConcurrentViewers"
 PROTOCOLS = ("http-flv", "ll-hls", "hls/dash")
@@ -44,12 +44,6 @@ SFD_TIME_FORMAT = "%Y%m%dT%H%M%SZ"
 _SFD_TIME = re.compile(r"(\d{4})(\d{2})(\d{2})T(\d{2})(\d{2})(\d{2})Z")
 EXPIRED_HINT = "check this host's clock: X-SFD-Date must be within 1 hour of the vendor's"
 WINDOW_NAMES = {60.0: "minute", 3600.0: "hour"}
-
-
-def _not_empty(value: str) -> str:
-    if not value.strip():
-        raise ValueError("must not be empty")
-    return value
 
 
 def _as_list(value: Any) -> Any:
@@ -64,7 +58,6 @@ def _no_repeats(values: list[str] | None) -> list[str] | None:
     return values
 
 
-NonEmpty = Annotated[str, AfterValidator(_not_empty)]
 ProtocolName = one_of(*PROTOCOLS)
 
 
@@ -163,19 +156,17 @@ class Query:
         return ",".join(parts) or ALL
 
 
-def error_reason(answer: Answer) -> str:
-    """The vendor's `code: message`, a hint for a skewed clock, and the trace id to quote."""
-    body = error_body(answer)
-    if isinstance(body, dict) and body.get("code"):
-        reason = f"{body['code']}: {body.get('message') or 'no message'}"
-        if body["code"] == "Signature.Expired":
-            reason += f" ({EXPIRED_HINT})"
-    elif answer.status == 429:
-        reason = "rate limit exceeded"
-    else:
-        reason = f"HTTP {answer.status}"
-    trace_id = answer.headers.get("x-sfd-trace-id")
-    return f"{reason} (x-sfd-trace-id {trace_id})" if trace_id else reason
+TRACE_HEADER = "x-sfd-trace-id"
+
+
+def vendor_words(body: Any) -> str | None:
+    """The vendor's `code: message`, with a hint for a skewed clock."""
+    if not isinstance(body, dict) or not body.get("code"):
+        return None
+    reason = f"{body['code']}: {body.get('message') or 'no message'}"
+    if body["code"] == "Signature.Expired":
+        reason += f" ({EXPIRED_HINT})"
+    return reason
 
 
 def _echo(body: dict[str, Any], key: str) -> str | None:
@@ -191,8 +182,8 @@ class Lls(Provider):
     rate_limits = (RateLimit(100, 60), RateLimit(1000, 3600))
     settings: LlsSettings
 
-    def __init__(self, settings: SourceSettings) -> None:
-        super().__init__(settings)
+    def __init__(self, settings: LlsSettings, shard: ShardView = WHOLE_SOURCE) -> None:
+        super().__init__(settings, shard)
         self.clock: Callable[[], float] = time.time
         self._queries = {
             query.unit: query
@@ -272,8 +263,7 @@ class Lls(Provider):
             params = self.params(query, now_ts)
             headers = SignedAtSend(lambda: self.headers(url, params))
             async with fetch.get("concurrent_viewers", url, params=params, headers=headers) as answer:
-                if answer.status != 200:
-                    raise PollError(error_reason(answer), status=answer.status, retry_after=answer.retry_after)
+                raise_unless_ok(answer, vendor_words, TRACE_HEADER)
                 return self.parse(answer.json(), query, result)
 
         return await poll_units(self.active_units(), poll_query)

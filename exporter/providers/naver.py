@@ -18,10 +18,10 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import AfterValidator
 
-from exporter.poll import Answer, Fetcher, InvalidBody, PollError, PollResult, Sample
+from exporter.poll import WHOLE_SOURCE, Fetcher, InvalidBody, PollError, PollResult, Sample, ShardView
 from exporter.providers import register
-from exporter.providers.base import Provider, error_body, newest_point, poll_units
-from exporter.settings import SecretStr, SourceSettings, one_of
+from exporter.providers.base import Provider, newest_point, poll_units, raise_unless_ok
+from exporter.settings import NonEmpty, SecretStr, SourceSettings, one_of
 
 log = logging.getLogger(__name__)
 
@@ -34,12 +34,6 @@ MAX_AGE = 3600.0
 """The answer covers the last hour; a newest point older than that points at `timezone` too."""
 
 
-def _not_empty(value: str) -> str:
-    if not value.strip():
-        raise ValueError("must not be empty")
-    return value
-
-
 def _iana_zone(value: str) -> str:
     try:
         ZoneInfo(value)
@@ -50,7 +44,7 @@ def _iana_zone(value: str) -> str:
 
 class NaverSettings(SourceSettings):
     api_key: SecretStr
-    project_id: Annotated[str, AfterValidator(_not_empty)]
+    project_id: NonEmpty
     device: one_of("PC,Mobile", "PC", "Mobile") = "PC,Mobile"  # type: ignore[valid-type]
     video_type: one_of("VOD,LIVE", "VOD", "LIVE") = "VOD,LIVE"  # type: ignore[valid-type]
     timezone: Annotated[str, AfterValidator(_iana_zone)] = "Asia/Seoul"
@@ -79,14 +73,13 @@ def _vendor_error(body: Any) -> str | None:
     return f"error: {error}"
 
 
-def error_reason(answer: Answer) -> str:
-    body = error_body(answer)
+def vendor_words(body: Any) -> str | None:
     reason = _vendor_error(body)
     if reason:
         return reason
     if isinstance(body, dict) and "code" in body:
         return f"code {body['code']}: {body.get('message') or 'no message'}"
-    return "rate limit exceeded" if answer.status == 429 else f"HTTP {answer.status}"
+    return None
 
 
 @register
@@ -96,8 +89,8 @@ class Naver(Provider):
     default_base_url = "https://ma-dashboard-api.vpe.naverncp.com"
     settings: NaverSettings
 
-    def __init__(self, settings: SourceSettings) -> None:
-        super().__init__(settings)
+    def __init__(self, settings: NaverSettings, shard: ShardView = WHOLE_SOURCE) -> None:
+        super().__init__(settings, shard)
         self.zone = ZoneInfo(self.settings.timezone)
         self._warned_about_zone = False
 
@@ -117,8 +110,7 @@ class Naver(Provider):
 
         async def poll_chart(unit: str, result: PollResult) -> list[Sample]:
             async with fetch.get("current_viewers", url, params=self.params(), headers=headers) as answer:
-                if answer.status != 200:
-                    raise PollError(error_reason(answer), status=answer.status, retry_after=answer.retry_after)
+                raise_unless_ok(answer, vendor_words)
                 return self.parse(answer.json(), now.timestamp(), result)
 
         return await poll_units(self.active_units(), poll_chart)

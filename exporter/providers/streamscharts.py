@@ -27,17 +27,17 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
-from typing import Annotated, Any
+from typing import Any
 from urllib.parse import quote
 
-from pydantic import BeforeValidator, Field, PositiveFloat, ValidationInfo, field_validator
+from pydantic import Field, PositiveFloat, ValidationInfo, field_validator
 
 from exporter.credits import PERIOD_SECONDS, CreditLedger, Price, hundredths
 from exporter.families import MetricFamily
-from exporter.poll import Answer, Fetcher, InvalidBody, Labels, PollError, PollResult, Sample
+from exporter.poll import WHOLE_SOURCE, Fetcher, InvalidBody, Labels, PollError, PollResult, Sample, ShardView
 from exporter.providers import register
-from exporter.providers.base import Provider, error_body
-from exporter.settings import SecretStr, SourceSettings, StrictModel, one_of
+from exporter.providers.base import Provider, raise_unless_ok
+from exporter.settings import PathSegment, SecretStr, SourceSettings, StrictModel, one_of
 
 log = logging.getLogger(__name__)
 
@@ -216,16 +216,6 @@ _HELP = {
 }
 
 
-def _segment(value: Any) -> str:
-    """A channel name, channel ID or stream ID as a path segment (YAML may read an ID as a number)."""
-    if isinstance(value, int) and not isinstance(value, bool):
-        value = str(value)
-    if not isinstance(value, str) or not value or any(c in value for c in "/?#% \t\n"):
-        raise ValueError("must be a name or ID without /, ?, #, % or spaces")
-    return value
-
-
-PathSegment = Annotated[str, BeforeValidator(_segment)]
 Platform = one_of(*PLATFORMS)
 
 
@@ -351,9 +341,8 @@ def parse_time(value: Any) -> float | None:
     return (parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)).timestamp()
 
 
-def error_reason(answer: Answer) -> str:
-    """The vendor's message when its (undocumented) error body has one, else the HTTP status."""
-    body = error_body(answer)
+def vendor_words(body: Any) -> str | None:
+    """The vendor's message when its (undocumented) error body has one."""
     if isinstance(body, dict):
         for key in ("message", "error", "errors"):
             value = body.get(key)
@@ -363,9 +352,7 @@ def error_reason(answer: Answer) -> str:
                 return value
             if isinstance(value, list) and value:
                 return "; ".join(str(item) for item in value)
-    if answer.status == 429:
-        return "rate limited"
-    return f"HTTP {answer.status}"
+    return None
 
 
 def _samples_to_json(samples: list[Sample]) -> list[list[Any]]:
@@ -472,8 +459,8 @@ class StreamsCharts(Provider):
     )
     settings: StreamsChartsSettings
 
-    def __init__(self, settings: StreamsChartsSettings) -> None:
-        super().__init__(settings)
+    def __init__(self, settings: StreamsChartsSettings, shard: ShardView = WHOLE_SOURCE) -> None:
+        super().__init__(settings, shard)
         self.all_units = [u for stream in settings.streams for u in stream_units(stream, settings.metric_sets)]
         self.all_units += [Unit(c.platform, c.channel, None, "standard", carrier=True) for c in settings.channels]
         self.ledger = CreditLedger(self.budget())
@@ -484,11 +471,7 @@ class StreamsCharts(Provider):
     def budget(self) -> float | None:
         """This replica's part of `credits_budget` (all of it unless sharded)."""
         budget = self.settings.credits_budget
-        return None if budget is None else budget * self.budget_share
-
-    def set_budget_share(self, share: float) -> None:
-        super().set_budget_share(share)
-        self.ledger.set_budget(self.budget())
+        return None if budget is None else budget * self.shard.budget_share
 
     @classmethod
     def check_sources(cls, sources: list[Any]) -> list[tuple[Any, str, str]]:
@@ -517,11 +500,8 @@ class StreamsCharts(Provider):
     def units(self) -> list[str]:
         return [unit.key for unit in self.all_units]
 
-    def requests_per_poll(self) -> int:
-        return sum(1 for unit in self.active_unit_objects() if unit.key not in self.finished)
-
     def active_unit_objects(self) -> list[Unit]:
-        return [unit for unit in self.all_units if self.owns_unit(unit.key)]
+        return [unit for unit in self.all_units if self.shard.owns_unit(unit.key)]
 
     def default_interval(self) -> float:
         """With a budget: the shortest interval (at least 5 minutes) at which 30 days of polling every
@@ -582,8 +562,7 @@ class StreamsCharts(Provider):
             async with fetch.get(
                 unit.endpoint, self.base_url + unit.path(), params=self.params(unit), headers=headers
             ) as answer:
-                if answer.status != 200:
-                    raise PollError(error_reason(answer), status=answer.status, retry_after=answer.retry_after)
+                raise_unless_ok(answer, vendor_words)
                 answered = True
                 samples, ended = self.parse(unit, answer.json(), now, result)
         except PollError as error:
