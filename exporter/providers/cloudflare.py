@@ -26,6 +26,7 @@ from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 from urllib.parse import quote
 
+from exporter.families import INGEST_SECONDS, SESSIONS, VIEWER_SECONDS
 from exporter.poll import (
     WHOLE_SOURCE,
     Answer,
@@ -45,9 +46,9 @@ DEFAULT_INTERVAL = 300.0
 MAX_CATCH_UP_DAYS = 31
 UNIT = "daywise"
 COUNTERS = {
-    "count": "livestream_sessions_total",
-    "total_ingest_seconds": "livestream_ingest_seconds_total",
-    "total_viewer_seconds": "livestream_viewer_seconds_total",
+    "count": SESSIONS,
+    "total_ingest_seconds": INGEST_SECONDS,
+    "total_viewer_seconds": VIEWER_SECONDS,
 }
 _DATE_PREFIX = re.compile(r"^\d{4}-\d{2}-\d{2}")
 
@@ -100,6 +101,7 @@ class Cloudflare(Provider):
     name = "cloudflare"
     settings_model = CloudflareSettings
     default_base_url = "https://api.cloudflare.com/client/v4"
+    families = tuple(COUNTERS.values())
     rate_limits = (RateLimit(1200, 300.0),)
     settings: CloudflareSettings
 
@@ -186,21 +188,21 @@ class Cloudflare(Provider):
                 result.rejected_points += 1
                 continue
             usable = True
-            for field, metric in COUNTERS.items():
+            for field, family in COUNTERS.items():
                 if entry.get(field) is None:
                     continue
                 value = _total(entry[field])
                 if value is None:
                     usable = False
                     continue
-                samples.append(Sample.of(metric, value, part=day.isoformat()))
+                samples.append(family.sample(value, part=day.isoformat()))
             if not usable:
                 result.rejected_points += 1
             if newest is None or day > newest:
                 newest = day
         present = {sample.name for sample in samples if sample.part == today.isoformat()}
         samples.extend(
-            Sample.of(metric, 0.0, part=today.isoformat()) for metric in COUNTERS.values() if metric not in present
+            family.sample(0.0, part=today.isoformat()) for family in COUNTERS.values() if family.name not in present
         )
         if newest is not None:
             result.note_timestamp(min(now.timestamp(), day_start(newest + timedelta(days=1)).timestamp()))

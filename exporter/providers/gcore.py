@@ -14,6 +14,7 @@ import sys
 from datetime import UTC, datetime
 from typing import Any
 
+from exporter.families import UNIQUE_VIEWERS
 from exporter.poll import WHOLE_SOURCE, Fetcher, InvalidBody, PollResult, Sample, ShardView
 from exporter.providers import register
 from exporter.providers.base import Provider, poll_units, raise_unless_ok
@@ -76,6 +77,7 @@ class Gcore(Provider):
     name = "gcore"
     settings_model = GcoreSettings
     default_base_url = "https://api.gcore.com"
+    families = (UNIQUE_VIEWERS,)
     settings: GcoreSettings
 
     def __init__(self, settings: GcoreSettings, shard: ShardView = WHOLE_SOURCE) -> None:
@@ -164,13 +166,7 @@ class Gcore(Provider):
             newest_by_client += (client, *newest)
             result.note_timestamp(newest[0])
             samples.append(
-                Sample.of(
-                    "livestream_unique_viewers",
-                    newest[1],
-                    client=client,
-                    stream=stream,
-                    granularity=self.settings.granularity,
-                )
+                UNIQUE_VIEWERS.sample(newest[1], client=client, stream=stream, granularity=self.settings.granularity)
             )
         self._newest[stream] = tuple(newest_by_client)
         return samples

@@ -29,6 +29,7 @@ from urllib.parse import urlsplit
 
 from pydantic import AfterValidator, BeforeValidator
 
+from exporter.families import CONCURRENT_VIEWERS
 from exporter.poll import WHOLE_SOURCE, Fetcher, InvalidBody, PollResult, RateLimit, Sample, ShardView
 from exporter.providers import register
 from exporter.providers.base import Provider, newest_point, poll_units, raise_unless_ok
@@ -179,6 +180,7 @@ class Lls(Provider):
     name = "lls"
     settings_model = LlsSettings
     default_base_url = "https://open-api.swiftfederation.com"
+    families = (CONCURRENT_VIEWERS,)
     rate_limits = (RateLimit(100, 60), RateLimit(1000, 3600))
     settings: LlsSettings
 
@@ -280,8 +282,7 @@ class Lls(Provider):
             return []
         settings = self.settings
         return [
-            Sample.of(
-                "livestream_concurrent_viewers",
+            CONCURRENT_VIEWERS.sample(
                 newest[1],
                 domain=_echo(body, "domain") or settings.domain,
                 app=_echo(body, "app") or settings.app or ALL,

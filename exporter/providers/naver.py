@@ -18,6 +18,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import AfterValidator
 
+from exporter.families import CONCURRENT_VIEWERS
 from exporter.poll import WHOLE_SOURCE, Fetcher, InvalidBody, PollError, PollResult, Sample, ShardView
 from exporter.providers import register
 from exporter.providers.base import Provider, newest_point, poll_units, raise_unless_ok
@@ -87,6 +88,7 @@ class Naver(Provider):
     name = "naver"
     settings_model = NaverSettings
     default_base_url = "https://ma-dashboard-api.vpe.naverncp.com"
+    families = (CONCURRENT_VIEWERS,)
     settings: NaverSettings
 
     def __init__(self, settings: NaverSettings, shard: ShardView = WHOLE_SOURCE) -> None:
@@ -135,14 +137,7 @@ class Naver(Provider):
         if newest is None:
             return []
         self._check_zone(newest[0], now)
-        return [
-            Sample.of(
-                "livestream_concurrent_viewers",
-                newest[1],
-                device=self.settings.device,
-                video_type=self.settings.video_type,
-            )
-        ]
+        return [CONCURRENT_VIEWERS.sample(newest[1], device=self.settings.device, video_type=self.settings.video_type)]
 
     def _check_zone(self, newest: float, now: float) -> None:
         """Warn once (until it is plausible again) when the newest point, read in `timezone`,
