@@ -52,13 +52,22 @@ def vendor_words(body: Any) -> str | None:
     return None
 
 
+def as_pairs(points: list[Any]) -> list[Any]:
+    """The page's schema types `streams` as one flat int64 array (timestamp, count, timestamp,
+    count, ...), its example as `[timestamp, count]` pairs: a list opening with a number is read
+    as the flat form, two values a point (a lone trailing value is an unusable point)."""
+    if points and isinstance(points[0], int | float) and not isinstance(points[0], bool):
+        return [points[i : i + 2] for i in range(0, len(points), 2)]
+    return points
+
+
 def newest_closed_bucket(points: Any, granularity: int, now: float) -> tuple[tuple[float, float] | None, int]:
     """The newest (timestamp, count) whose bucket has closed, and how many points were unusable."""
     if not isinstance(points, list):
         raise InvalidBody("metrics.streams is not a list")
     newest: tuple[float, float] | None = None
     rejected = 0
-    for point in points:
+    for point in as_pairs(points):
         if (
             not isinstance(point, list)
             or len(point) != 2

@@ -93,6 +93,20 @@ def parse_sfd_time(value: Any) -> float | None:
         return None
 
 
+MILLISECONDS_FROM = 1e11
+"""A numeric timestamp this large is in milliseconds: in seconds it would be past the year 5000."""
+
+
+def point_time(value: Any) -> float | None:
+    """A point's `timestamp`: the table types it `Timestamp` while the examples write
+    `20250518T173000Z`, so a JSON number is read as Unix time (seconds, or milliseconds when
+    that large) and a string as the examples' format."""
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        seconds = value / 1000 if value >= MILLISECONDS_FROM else float(value)
+        return seconds if 0 < seconds < MILLISECONDS_FROM else None
+    return parse_sfd_time(value)
+
+
 def sign_v2(secret: str, method: str, uri: str, headers: Mapping[str, str], access_key_id: str, body: str = "") -> str:
     """SwiftFederation signature V2 (lls-notes.md): lower-case hex HMAC-SHA256, keyed with the
     secret, of `METHOD\\nURI\\n<canonical headers>ACCESS_KEY_ID\\nBODY`, where the canonical
@@ -276,7 +290,7 @@ class Lls(Provider):
         if not isinstance(body, dict) or not isinstance(body.get("data"), list):
             raise InvalidBody("expected an object with a data list")
         newest = newest_point(
-            body["data"], lambda point: parse_sfd_time(point.get("timestamp")), "concurrentViewers", result
+            body["data"], lambda point: point_time(point.get("timestamp")), "concurrentViewers", result
         )
         if newest is None:
             return []

@@ -118,8 +118,12 @@ class Naver(Provider):
         return await poll_units(self.active_units(), poll_chart)
 
     def parse(self, body: Any, now: float, result: PollResult) -> list[Sample]:
-        """Only a body with a `result` list and no `error` is a success (NAVER answers most
-        failures with HTTP 200); the point with the newest `logDate` becomes the sample."""
+        """Only a body with a `result` and no `error` is a success (NAVER answers most failures
+        with HTTP 200); the point with the newest `logDate` becomes the sample.
+
+        The page's table types `result` as one object (`result.currentViewerCnt`) while its
+        example answers a list of points, and types `code` as a string while the example sends
+        the number 200: each shape is read, an object as a list of one point."""
         if not isinstance(body, dict):
             raise InvalidBody("expected a JSON object")
         reason = _vendor_error(body)
@@ -129,8 +133,10 @@ class Naver(Provider):
         message = body.get("message") or "no message"
         if code is not None and str(code) != "200":
             raise PollError(f"code {code}: {message}", status=200)
+        if isinstance(points, dict):
+            points = [points]
         if not isinstance(points, list):
-            raise InvalidBody(f"code {code}: {message} (no result list)", status=200)
+            raise InvalidBody(f"code {code}: {message} (no result list or object)", status=200)
         newest = newest_point(
             points, lambda point: log_date_to_unix(point.get("logDate"), self.zone), "currentViewerCnt", result
         )

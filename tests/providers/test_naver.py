@@ -113,12 +113,12 @@ def test_an_empty_result_list_is_a_success_that_publishes_nothing() -> None:
         ({"code": 500, "message": "server busy", "result": []}, "code 500: server busy", "200"),
         (
             {"code": 200, "message": "currentViewers (1m)", "result": None},
-            "code 200: currentViewers (1m) (no result list)",
+            "code 200: currentViewers (1m) (no result list or object)",
             "invalid_body",
         ),
         (
             {"code": 200, "message": "currentViewers (1m)"},
-            "code 200: currentViewers (1m) (no result list)",
+            "code 200: currentViewers (1m) (no result list or object)",
             "invalid_body",
         ),
         (
