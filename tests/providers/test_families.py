@@ -88,3 +88,13 @@ def test_a_sample_of_an_undeclared_family_is_counted_as_rejected_and_not_publish
     body = store.render(openmetrics=False).decode()
     assert result.rejected_points == 1
     assert "livestream_made_up" not in body and "livestream_unique_viewers" in body
+
+
+def test_the_readme_metric_table_lists_exactly_the_declared_families_with_their_types() -> None:
+    rows = [line.split("|") for line in (REPO_ROOT / "README.md").read_text().splitlines()]
+    documented = {
+        row[1].strip().strip("`"): row[2].strip()
+        for row in rows
+        if len(row) > 3 and row[1].strip().startswith("`livestream_") and "_exporter_" not in row[1]
+    }
+    assert documented == {family.name: family.kind for family in AUDIENCE_FAMILIES}
