@@ -28,6 +28,7 @@ log = logging.getLogger(__name__)
 
 PATH = "/v1/charts/currentViewers"
 LOG_DATE_FORMAT = "%Y-%m-%d %H:%M:%S"
+POINT_KEYS = {"currentViewerCnt", "logDate"}
 DEFAULT_INTERVAL = 60.0
 FUTURE_TOLERANCE = 300.0
 """A newest point this far ahead of our clock is more than skew: `timezone` is likely wrong."""
@@ -123,7 +124,8 @@ class Naver(Provider):
 
         The page's table types `result` as one object (`result.currentViewerCnt`) while its
         example answers a list of points, and types `code` as a string while the example sends
-        the number 200: each shape is read, an object as a list of one point."""
+        the number 200: each shape is read, an object with a point's keys as a list of one point
+        (an empty object is no point but a drifted answer)."""
         if not isinstance(body, dict):
             raise InvalidBody("expected a JSON object")
         reason = _vendor_error(body)
@@ -133,7 +135,7 @@ class Naver(Provider):
         message = body.get("message") or "no message"
         if code is not None and str(code) != "200":
             raise PollError(f"code {code}: {message}", status=200)
-        if isinstance(points, dict):
+        if isinstance(points, dict) and POINT_KEYS & points.keys():
             points = [points]
         if not isinstance(points, list):
             raise InvalidBody(f"code {code}: {message} (no result list or object)", status=200)

@@ -24,7 +24,7 @@ import pytest
 from exporter.demo.gcore import GcoreSimulator
 from exporter.demo.lls import LlsSimulator
 from exporter.demo.naver import NaverSimulator
-from exporter.poll import PollResult
+from exporter.poll import InvalidBody, PollResult
 from exporter.providers.gcore import Gcore, GcoreSettings
 from exporter.providers.lls import Lls, LlsSettings, Query
 from exporter.providers.naver import Naver, NaverSettings
@@ -89,6 +89,11 @@ async def test_naver_simulator_serving_the_tables_shape_round_trips(serve_app, f
     assert len(result.samples["total"]) == 1
     last_whole_minute = time.time() // 60 * 60 - 60
     assert result.newest_timestamp in (last_whole_minute, last_whole_minute - 60)
+
+
+def test_naver_result_as_an_object_without_a_points_keys_is_an_invalid_body() -> None:
+    with pytest.raises(InvalidBody):
+        naver().parse({"code": 200, "result": {}}, 0.0, PollResult())
 
 
 # --- Gcore --------------------------------------------------------------------------------------
