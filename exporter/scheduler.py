@@ -398,9 +398,12 @@ class Scheduler:
             "source": runtime.name,
             "provider": runtime.identity.provider,
             "reason": reason,
-            "retry_in": f"{retry.delay if retry else runtime.interval:.1f}s",
-            "retry_why": retry.why if retry else "interval",
         }
+        if self._aps is not None:  # a next poll is planned (not so with --once)
+            extra.update(
+                retry_in=f"{retry.delay if retry else runtime.interval:.1f}s",
+                retry_why=retry.why if retry else "interval",
+            )
         if kinds != runtime.logged_failure:
             runtime.logged_failure = kinds
             log.warning("credentials rejected" if credentials else "poll failed", extra=extra)
