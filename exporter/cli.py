@@ -27,12 +27,13 @@ from exporter import __version__
 from exporter.config import Config, ConfigError, load_config, parse_config
 from exporter.demo import RunningSimulators, simulators, start_simulators
 from exporter.demo.faults import FAULT_PATH
+from exporter.landing import LandingContext, exposed
 from exporter.logs import LEVELS, Redactor, setup_logging
 from exporter.metrics import CONTRACT_FAMILIES, AudienceStore, ExporterMetrics, Exposition
 from exporter.providers import providers
 from exporter.scheduler import Scheduler
 from exporter.sharding import ShardError, budget_summary, requested, resolve
-from exporter.web import build_app
+from exporter.web import LANDING_KEY, build_app
 from exporter.webconfig import WebSecurity, load_web_config
 
 log = logging.getLogger("exporter")
@@ -266,6 +267,9 @@ async def serve(setup: Setup, args: argparse.Namespace, redactor: Redactor, secu
         args.telemetry_path,
         security=security,
         reload=lambda: exporter.reload(setup),
+    )
+    app[LANDING_KEY] = LandingContext(
+        exposed(args.listen_address, host, security is not None), setup.simulators.base_urls if setup.simulators else {}
     )
     runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=SHUTDOWN_GRACE)
     await runner.setup()

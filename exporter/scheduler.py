@@ -29,6 +29,7 @@ from exporter import __version__
 from exporter.backoff import DEFAULT_POLICY, BackoffPolicy, Retry
 from exporter.config import Config
 from exporter.fetch import SourceFetcher
+from exporter.landing import AudienceHistory
 from exporter.metrics import AudienceStore, ExporterMetrics, SourceIdentity
 from exporter.providers import providers
 from exporter.providers.base import ALL_UNITS, PollError, PollResult, Provider
@@ -134,6 +135,7 @@ class Scheduler:
         self.backoff = backoff
         self.state = StateFiles(config.global_.state_dir)
         self.sources: dict[str, SourceRuntime] = {}
+        self.history = AudienceHistory()
         self.session: aiohttp.ClientSession | None = None
         self._limiters: dict[tuple[str, str], SlidingWindowLimiter] = {}
         self._aps: AsyncIOScheduler | None = None
@@ -338,6 +340,7 @@ class Scheduler:
             runtime.task = None
         now = time.time()
         await self.store.apply_sliced(name, result, now)
+        self.history.record(name, result, now)
         self._pause_if_rate_limited(runtime, result)
         if result.rejected_points:
             self.metrics.rejected_points.labels(*labels).inc(result.rejected_points)
