@@ -30,6 +30,7 @@ from exporter.demo.faults import FAULT_PATH
 from exporter.landing import LandingContext, exposed
 from exporter.logs import LEVELS, Redactor, setup_logging
 from exporter.metrics import CONTRACT_FAMILIES, AudienceStore, ExporterMetrics, Exposition
+from exporter.probe import health_probe
 from exporter.providers import providers
 from exporter.scheduler import Scheduler
 from exporter.sharding import ShardError, budget_summary, requested, resolve
@@ -119,6 +120,12 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="I",
         help="this replica's 0-based shard of --total-shards, or auto: the host name's trailing ordinal, "
         "as in a StatefulSet (default: global.shard, else 0)",
+    )
+    parser.add_argument(
+        "--health-probe",
+        action="store_true",
+        help="exit 0 if the exporter at --web.listen-address answers (any HTTP status, 401 included; TLS as "
+        "--web.config.file says), else 1: the container's HEALTHCHECK",
     )
     parser.add_argument(
         "--version", action="version", version=f"livestream-exporter {__version__}", help="print the version and exit"
@@ -379,4 +386,6 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as error:
         print(str(error), file=sys.stderr)
         return 1
+    if args.health_probe:
+        return health_probe(*parse_listen_address(args.listen_address), args.web_config_file)
     return asyncio.run(amain(args, redactor))
