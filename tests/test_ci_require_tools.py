@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -42,3 +43,28 @@ def test_ci_sets_the_variable_before_running_the_tests() -> None:
     lines = (REPO_ROOT / ".ci" / "run").read_text().splitlines()
     exported = lines.index(f"export {REQUIRE_TOOLS_ENV}=1")
     assert exported < len(lines) - 2, "it must come before the README's test command"
+
+
+def test_ci_without_root_and_without_the_tools_fails_loudly(tmp_path: Path) -> None:
+    """`.ci/run` on a PATH with none of the tools, as a user `id -u` says is not root: it must
+    stop with one error line before installing or running anything."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "id").write_text("#!/bin/sh\necho 1000\n")
+    (bin_dir / "id").chmod(0o755)
+    for tool in ("dirname", "tr", "python3"):
+        found = shutil.which(tool)
+        assert found is not None, tool
+        (bin_dir / tool).symlink_to(found)
+    done = subprocess.run(
+        ["/bin/bash", str(REPO_ROOT / ".ci" / "run")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={"PATH": str(bin_dir), "HOME": str(tmp_path)},
+    )
+    assert done.returncode == 1, done.stdout + done.stderr
+    (line,) = done.stderr.strip().splitlines()
+    assert line.startswith("error: CI needs prometheus promtool prometheus-alertmanager amtool chromium")
+    assert "is not root" in line and "chromium" in line
+    assert done.stdout == ""
