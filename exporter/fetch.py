@@ -12,7 +12,7 @@ import json
 import logging
 import time
 from collections.abc import AsyncIterator, Mapping
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
 from typing import Any, Protocol
@@ -58,6 +58,8 @@ class HttpAnswer:
     def json(self) -> Any:
         try:
             return json.loads(self.body)
+        except RecursionError:
+            raise InvalidBody("answer is JSON nested too deep to read", status=self.status) from None
         except (UnicodeDecodeError, json.JSONDecodeError):
             content_type = self.headers.get("Content-Type", "unknown content type")
             raise InvalidBody(f"answer is not JSON ({content_type})", status=self.status) from None
@@ -65,6 +67,15 @@ class HttpAnswer:
     @property
     def retry_after(self) -> float | None:
         return parse_retry_after(self.headers.get("Retry-After"), time.time())
+
+
+@dataclass
+class RequestTally:
+    """What the requests of one poll got, for the caller to read when the poll returns (the
+    backoff tells "the vendor is down" from "one stream failed" by it)."""
+
+    answered: int = 0
+    """Requests that got a 2xx answer with a usable body."""
 
 
 class SourceFetcher:
@@ -84,14 +95,29 @@ class SourceFetcher:
         self.limiter = limiter
         self.source = source
 
-    @asynccontextmanager
-    async def get(
+    def for_poll(self) -> PollFetch:
+        """A fetcher for one poll, whose tally the caller reads once the poll returns."""
+        return PollFetch(self, RequestTally())
+
+    def get(
         self,
         endpoint: str,
         url: str,
         *,
         params: Mapping[str, str] | None = None,
         headers: Mapping[str, str] | None = None,
+    ) -> AbstractAsyncContextManager[Answer]:
+        return self.request(endpoint, url, params=params, headers=headers)
+
+    @asynccontextmanager
+    async def request(
+        self,
+        endpoint: str,
+        url: str,
+        *,
+        params: Mapping[str, str] | None = None,
+        headers: Mapping[str, str] | None = None,
+        tally: RequestTally | None = None,
     ) -> AsyncIterator[Answer]:
         if self.limiter is not None and await self.limiter.acquire() > 0:
             self.observer.rate_limited()
@@ -106,9 +132,7 @@ class SourceFetcher:
             raise PollError(f"{endpoint}: no answer within {self.timeout.total:g}s", code="timeout") from None
         except aiohttp.ClientError as error:
             self._done(endpoint, url, params, headers, "connect_error", time.perf_counter() - started)
-            raise PollError(
-                f"{endpoint}: {type(error).__name__}: {_describe(error)}", code="connect_error"
-            ) from None
+            raise PollError(f"{endpoint}: {type(error).__name__}: {_describe(error)}", code="connect_error") from None
         elapsed = time.perf_counter() - started
         code = str(answer.status)
         try:
@@ -118,6 +142,8 @@ class SourceFetcher:
             raise
         finally:
             self._done(endpoint, url, params, headers, code, elapsed)
+            if tally is not None and code.startswith("2"):
+                tally.answered += 1
             if answer.status == 429:
                 self.observer.rate_limited()
 
@@ -147,6 +173,24 @@ class SourceFetcher:
                     "seconds": round(seconds, 4),
                 },
             )
+
+
+@dataclass(frozen=True)
+class PollFetch:
+    """The `Fetcher` a provider gets for one poll: the source's fetcher, counting into `tally`."""
+
+    fetcher: SourceFetcher
+    tally: RequestTally
+
+    def get(
+        self,
+        endpoint: str,
+        url: str,
+        *,
+        params: Mapping[str, str] | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> AbstractAsyncContextManager[Answer]:
+        return self.fetcher.request(endpoint, url, params=params, headers=headers, tally=self.tally)
 
 
 def redact_url(url: str) -> str:

@@ -125,12 +125,13 @@ class _SourceState:
         )
 
     def series_line(self, name: str, labels: Labels, value: float) -> bytes:
-        """`name{labels} value\\n`, labels escaped for both exposition formats."""
+        """`name{labels} value\\n`, labels escaped for both exposition formats. A lone surrogate
+        (a vendor's title cut inside an emoji) becomes `?` so the rest still publishes."""
         parts = [self._head, *(f'{label}="{escape_label_value(text)}"' for label, text in labels)]
         if self._constant:
             own = {label for label, _ in labels}
             parts.extend(f'{label}="{text}"' for label, text in self._constant if label not in own)
-        return f"{name}{{{','.join(parts)}}} {format_value(value)}\n".encode()
+        return f"{name}{{{','.join(parts)}}} {format_value(value)}\n".encode(errors="replace")
 
 
 class AudienceStore:

@@ -28,7 +28,7 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from exporter import __version__
 from exporter.backoff import DEFAULT_POLICY, BackoffPolicy, Retry
 from exporter.config import Config
-from exporter.fetch import SourceFetcher
+from exporter.fetch import RequestTally, SourceFetcher
 from exporter.metrics import AudienceStore, ExporterMetrics, SourceIdentity
 from exporter.providers import providers
 from exporter.providers.base import ALL_UNITS, PollError, PollResult, Provider
@@ -60,8 +60,6 @@ class SourceRuntime:
     up: bool = False
     failures: int = 0
     """Consecutive failed polls in which no request got a good answer (the backoff grows with it)."""
-    answered: int = 0
-    """Requests of the current poll that got a 2xx answer with a usable body."""
     retry: Retry | None = None
     logged_failure: frozenset[str] | None = None
     task: asyncio.Task[bool] | None = field(default=None, repr=False)
@@ -75,8 +73,6 @@ class SourceRuntime:
         labels = (self.name, self.identity.provider)
         self.metrics.requests.labels(*labels, endpoint, code).inc()
         self.metrics.request_duration.labels(*labels).observe(seconds)
-        if code.startswith("2"):
-            self.answered += 1
 
     def rate_limited(self) -> None:
         self.metrics.rate_limited.labels(self.name, self.identity.provider).inc()
@@ -108,6 +104,13 @@ def describe_failures(failures: dict[str, PollError]) -> str:
         more = f" and {len(named) - 3} more" if len(named) > 3 else ""
         parts.append(f"{', '.join(named[:3])}{more}: {reason}")
     return "; ".join(parts)
+
+
+def internal_error(error: Exception) -> PollError:
+    """A bug or an answer our code cannot take, as a failed poll: a short reason for the one log
+    line (the traceback is logged at debug level)."""
+    text = str(error).splitlines()[0][:200] if str(error) else ""
+    return PollError(f"internal error: {type(error).__name__}{': ' + text if text else ''}")
 
 
 @dataclass
@@ -322,22 +325,18 @@ class Scheduler:
         assert runtime.fetcher is not None, "open() first"
         labels = (runtime.name, runtime.identity.provider)
         runtime.task = asyncio.current_task()  # type: ignore[assignment]
-        runtime.answered = 0
         try:
-            result = await runtime.provider.poll(runtime.fetcher, datetime.now(UTC))
-        except PollError as error:
-            result = PollResult(failures={ALL_UNITS: error})
+            result, tally, now = await self._poll_and_apply(runtime)
         except asyncio.CancelledError:
             if self._closing or runtime.retired:
                 return False
             raise
         except Exception as error:
-            log.exception("provider failed unexpectedly", extra={"source": name})
-            result = PollResult(failures={ALL_UNITS: PollError(f"internal error: {type(error).__name__}")})
+            log.debug("poll raised", exc_info=True, extra={"source": name})
+            result, tally, now = PollResult(failures={ALL_UNITS: internal_error(error)}), RequestTally(), time.time()
+            await self.store.apply_sliced(name, result, now)
         finally:
             runtime.task = None
-        now = time.time()
-        await self.store.apply_sliced(name, result, now)
         self._pause_if_rate_limited(runtime, result)
         if result.rejected_points:
             self.metrics.rejected_points.labels(*labels).inc(result.rejected_points)
@@ -350,7 +349,7 @@ class Scheduler:
         self.metrics.source_up.labels(*labels).set(1 if result.ok else 0)
         self._note_units(runtime)
         runtime.up = result.ok
-        runtime.failures = runtime.failures + 1 if not result.ok and runtime.answered == 0 else 0
+        runtime.failures = runtime.failures + 1 if not result.ok and tally.answered == 0 else 0
         retry = self._plan_retry(runtime, result)
         if result.ok:
             if runtime.last_error is not None:
@@ -365,6 +364,19 @@ class Scheduler:
         self._note_next_poll(runtime)
         runtime.polls += 1
         return result.ok
+
+    async def _poll_and_apply(self, runtime: SourceRuntime) -> tuple[PollResult, RequestTally, float]:
+        """The failure boundary's inside: a PollError is the vendor's failure, anything else
+        (raised by the provider or while applying its answer) propagates to `poll`."""
+        assert runtime.fetcher is not None, "open() first"
+        fetch = runtime.fetcher.for_poll()
+        try:
+            result = await runtime.provider.poll(fetch, datetime.now(UTC))
+        except PollError as error:
+            result = PollResult(failures={ALL_UNITS: error})
+        now = time.time()
+        await self.store.apply_sliced(runtime.name, result, now)
+        return result, fetch.tally, now
 
     def _pause_if_rate_limited(self, runtime: SourceRuntime, result: PollResult) -> None:
         """A 429 pauses every source on the same credential: for the vendor's Retry-After, or
