@@ -22,6 +22,10 @@ from dataclasses import dataclass
 
 from exporter.providers.base import PollResult
 
+MAX_RETRY_AFTER = 3600.0
+"""The longest vendor `Retry-After` honoured, wherever it is (backoff, the shared limiter): one
+hour. A longer one (7200, 999999999, a year-9999 date) would silence every source on the key."""
+
 
 @dataclass(frozen=True)
 class Retry:
@@ -37,7 +41,7 @@ class BackoffPolicy:
     max_cap: float = 300.0
     cap_intervals: float = 10.0
     jitter: float = 0.2
-    max_retry_after: float = 3600.0
+    max_retry_after: float = MAX_RETRY_AFTER
 
     def cap(self, interval: float) -> float:
         """The slowest retry pace: ten intervals or five minutes, whichever is less, but never

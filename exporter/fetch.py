@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import json
 import logging
+import math
+import re
 import time
 from collections.abc import AsyncIterator, Mapping
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
@@ -20,12 +22,16 @@ from urllib.parse import urlsplit
 
 import aiohttp
 
+from exporter.backoff import MAX_RETRY_AFTER
 from exporter.providers.base import Answer, InvalidBody, PollError
 
 log = logging.getLogger(__name__)
 
 
 class Limiter(Protocol):
+    def delay(self) -> float:
+        """Seconds until one more request fits the budget (0 when it fits now)."""
+
     async def acquire(self) -> float:
         """Wait for a slot in the budget; returns the seconds waited."""
 
@@ -35,18 +41,29 @@ class RequestObserver(Protocol):
 
     def rate_limited(self) -> None: ...
 
+    def waiting(self, seconds: float) -> None:
+        """The source waits `seconds` for its rate budget or the vendor's `Retry-After`."""
+
+
+DELTA_SECONDS = re.compile(r"[0-9]{1,12}")
+"""ASCII digits only: `str.isdigit` also takes `²`, which `float` then refuses."""
+
 
 def parse_retry_after(value: str | None, now: float) -> float | None:
-    """`Retry-After` as seconds, from either delta-seconds or an HTTP date."""
+    """`Retry-After` as seconds, from either delta-seconds or an HTTP date, at most
+    `MAX_RETRY_AFTER`; an unreadable one is ignored (said at debug level)."""
     if not value:
         return None
     value = value.strip()
-    if value.isdigit():
-        return float(value)
-    try:
-        return max(0.0, parsedate_to_datetime(value).timestamp() - now)
-    except (TypeError, ValueError):
-        return None
+    if DELTA_SECONDS.fullmatch(value):
+        seconds = float(value)
+    else:
+        try:
+            seconds = parsedate_to_datetime(value).timestamp() - now
+        except (TypeError, ValueError, OverflowError, IndexError):
+            log.debug("unreadable Retry-After ignored", extra={"retry_after": value[:40]})
+            return None
+    return min(max(0.0, seconds), MAX_RETRY_AFTER)
 
 
 @dataclass
@@ -88,12 +105,16 @@ class SourceFetcher:
         observer: RequestObserver,
         limiter: Limiter | None = None,
         source: str = "",
+        max_wait: float = math.inf,
     ) -> None:
         self.session = session
         self.timeout = aiohttp.ClientTimeout(total=timeout)
         self.observer = observer
         self.limiter = limiter
         self.source = source
+        self.max_wait = max_wait
+        """The longest wait for the rate budget inside a poll (the source's interval): a longer
+        one fails the poll at once, with the wait as its `Retry-After`, rather than hold it."""
 
     def for_poll(self) -> PollFetch:
         """A fetcher for one poll, whose tally the caller reads once the poll returns."""
@@ -119,8 +140,8 @@ class SourceFetcher:
         headers: Mapping[str, str] | None = None,
         tally: RequestTally | None = None,
     ) -> AsyncIterator[Answer]:
-        if self.limiter is not None and await self.limiter.acquire() > 0:
-            self.observer.rate_limited()
+        if self.limiter is not None:
+            await self._wait_for_budget(endpoint)
         started = time.perf_counter()
         try:
             async with self.session.get(
@@ -146,6 +167,20 @@ class SourceFetcher:
                 tally.answered += 1
             if answer.status == 429:
                 self.observer.rate_limited()
+
+    async def _wait_for_budget(self, endpoint: str) -> None:
+        assert self.limiter is not None
+        wait = self.limiter.delay()
+        if wait > self.max_wait:
+            self.observer.rate_limited()
+            self.observer.waiting(wait)
+            raise PollError(
+                f"{endpoint}: rate budget: next request allowed in {wait:.0f}s", code="rate_limited", retry_after=wait
+            )
+        if wait > 0:
+            self.observer.waiting(wait)
+        if await self.limiter.acquire() > 0:
+            self.observer.rate_limited()
 
     def _done(
         self,

@@ -20,7 +20,7 @@ import contextlib
 import math
 import struct
 import zlib
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -119,9 +119,7 @@ class _SourceState:
         identity = self.identity
         self._head = f'source="{escape_label_value(identity.name)}",provider="{escape_label_value(identity.provider)}"'
         self._constant = tuple(
-            (name, escape_label_value(value))
-            for name, value in identity.labels
-            if name not in ("source", "provider")
+            (name, escape_label_value(value)) for name, value in identity.labels if name not in ("source", "provider")
         )
 
     def series_line(self, name: str, labels: Labels, value: float) -> bytes:
@@ -302,8 +300,7 @@ class ExporterMetrics:
         )
         self.requests = Counter(
             "livestream_exporter_requests",
-            "Vendor API requests by endpoint and result code (HTTP status, timeout, connect_error, "
-            "invalid_body).",
+            "Vendor API requests by endpoint and result code (HTTP status, timeout, connect_error, invalid_body).",
             [*src, "endpoint", "code"],
             registry=self.registry,
         )
@@ -335,6 +332,18 @@ class ExporterMetrics:
         self.rate_limited = Counter(
             "livestream_exporter_rate_limited",
             "429 answers and self-imposed waits for a rate budget.",
+            src,
+            registry=self.registry,
+        )
+        self.source_rate_limited = Gauge(
+            "livestream_exporter_source_rate_limited",
+            "1 while the source waits for a vendor's Retry-After or its own rate budget, else 0.",
+            src,
+            registry=self.registry,
+        )
+        self.polls_skipped = Counter(
+            "livestream_exporter_polls_skipped",
+            "Polls not started because the previous one was still running.",
             src,
             registry=self.registry,
         )
@@ -387,10 +396,13 @@ class ExporterMetrics:
         self.build_info.labels(version, python_version).set(1)
         self.config_reload_ok.set(1)
 
-    def add_source(self, source: str, provider: str, interval: float) -> None:
+    def add_source(
+        self, source: str, provider: str, interval: float, rate_limited: Callable[[], bool] = lambda: False
+    ) -> None:
         self.source_up.labels(source, provider).set(0)
         self.poll_interval.labels(source, provider).set(interval)
-        for counter in (self.rate_limited, self.rejected_points):
+        self.source_rate_limited.labels(source, provider).set_function(lambda: 1 if rate_limited() else 0)
+        for counter in (self.rate_limited, self.rejected_points, self.polls_skipped):
             counter.labels(source, provider)
         self.request_duration.labels(source, provider)
 
@@ -402,6 +414,8 @@ class ExporterMetrics:
             self.newest_sample,
             self.poll_interval,
             self.rate_limited,
+            self.source_rate_limited,
+            self.polls_skipped,
             self.credits_spent,
             self.credits_remaining,
             self.rejected_points,

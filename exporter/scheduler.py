@@ -61,6 +61,8 @@ class SourceRuntime:
     failures: int = 0
     """Consecutive failed polls in which no request got a good answer (the backoff grows with it)."""
     retry: Retry | None = None
+    rate_limited_until: float = 0.0
+    """Wall-clock time until which the source waits for a `Retry-After` or its rate budget."""
     logged_failure: frozenset[str] | None = None
     task: asyncio.Task[bool] | None = field(default=None, repr=False)
     retired: bool = False
@@ -76,6 +78,13 @@ class SourceRuntime:
 
     def rate_limited(self) -> None:
         self.metrics.rate_limited.labels(self.name, self.identity.provider).inc()
+
+    def waiting(self, seconds: float) -> None:
+        self.rate_limited_until = max(self.rate_limited_until, time.time() + seconds)
+
+    def is_rate_limited(self) -> bool:
+        """True while the source waits for a vendor's `Retry-After` or its own rate budget."""
+        return time.time() < self.rate_limited_until
 
 
 def jitter_for(interval: float) -> float:
@@ -211,12 +220,17 @@ class Scheduler:
     def _open_source(self, runtime: SourceRuntime) -> None:
         assert self.session is not None, "open() first"
         runtime.fetcher = SourceFetcher(
-            self.session, self.config.global_.timeout, runtime, self._limiter(runtime.provider), source=runtime.name
+            self.session,
+            self.config.global_.timeout,
+            runtime,
+            self._limiter(runtime.provider),
+            source=runtime.name,
+            max_wait=runtime.interval,
         )
         saved = self.state.load(runtime.name)
         self.store.add_source(runtime.identity, saved)
         runtime.provider.restore_state(saved.get("provider"))
-        self.metrics.add_source(runtime.name, runtime.identity.provider, runtime.interval)
+        self.metrics.add_source(runtime.name, runtime.identity.provider, runtime.interval, runtime.is_rate_limited)
         if runtime.provider.spends_credits:
             self.metrics.credits_spent.labels(runtime.name, runtime.identity.provider)
         self._note_units(runtime)
@@ -394,6 +408,8 @@ class Scheduler:
         """Move the next poll as the backoff policy says; None keeps the normal schedule."""
         retry = self.backoff.next_try(runtime.interval, result, runtime.failures)
         runtime.retry = retry
+        if retry is not None and retry.why == "Retry-After":
+            runtime.waiting(retry.delay)
         job = self._aps.get_job(runtime.name) if self._aps is not None else None
         if job is not None and retry is not None:
             job.modify(next_run_time=datetime.now(UTC) + timedelta(seconds=retry.delay))

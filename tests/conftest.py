@@ -118,12 +118,16 @@ class RecordingObserver:
     def __init__(self) -> None:
         self.requests: list[tuple[str, str]] = []
         self.rate_limited_count = 0
+        self.waits: list[float] = []
 
     def request_done(self, endpoint: str, code: str, seconds: float) -> None:
         self.requests.append((endpoint, code))
 
     def rate_limited(self) -> None:
         self.rate_limited_count += 1
+
+    def waiting(self, seconds: float) -> None:
+        self.waits.append(seconds)
 
 
 @pytest.fixture
@@ -180,9 +184,7 @@ class SimulatorThread:
 
     def fault(self, **fault: Any) -> None:
         """Set the simulator's fault (`POST /_sim/fault`); no arguments clears it."""
-        request = urllib.request.Request(
-            f"{self.base_url}/_sim/fault", data=json.dumps(fault).encode(), method="POST"
-        )
+        request = urllib.request.Request(f"{self.base_url}/_sim/fault", data=json.dumps(fault).encode(), method="POST")
         with urllib.request.urlopen(request, timeout=5) as response:
             response.read()
 
