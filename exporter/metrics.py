@@ -119,7 +119,9 @@ class _SourceState:
         identity = self.identity
         self._head = f'source="{escape_label_value(identity.name)}",provider="{escape_label_value(identity.provider)}"'
         self._constant = tuple(
-            (name, escape_label_value(value)) for name, value in identity.labels if name not in ("source", "provider")
+            (name, escape_label_value(value))
+            for name, value in identity.labels
+            if name not in ("source", "provider")
         )
 
     def series_line(self, name: str, labels: Labels, value: float) -> bytes:
@@ -300,7 +302,8 @@ class ExporterMetrics:
         )
         self.requests = Counter(
             "livestream_exporter_requests",
-            "Vendor API requests by endpoint and result code (HTTP status, timeout, connect_error, invalid_body).",
+            "Vendor API requests by endpoint and result code (HTTP status, timeout, connect_error, "
+            "invalid_body).",
             [*src, "endpoint", "code"],
             registry=self.registry,
         )
