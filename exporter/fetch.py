@@ -2,8 +2,10 @@
 
 Every request a provider makes goes through `SourceFetcher.get`, which waits for the source's
 rate budget, applies the configured timeout, and records `requests_total{endpoint,code}` and the
-duration. Transport failures become PollError with the contract's codes (`timeout`,
-`connect_error`); a body the provider cannot use is counted as `invalid_body`.
+duration. The body is read in chunks after decompression and given up past
+`global.max_response_bytes`. Transport failures become PollError with the contract's codes
+(`timeout`, `connect_error`, `too_large`); a body the provider cannot use is counted as
+`invalid_body`.
 """
 
 from __future__ import annotations
@@ -95,6 +97,32 @@ class RequestTally:
     """Requests that got a 2xx answer with a usable body."""
 
 
+DEFAULT_MAX_RESPONSE_BYTES = 64 * 1024 * 1024
+READ_CHUNK = 256 * 1024
+
+
+class AnswerTooLarge(Exception):
+    """The answer's body, after decompression, is larger than the configured limit."""
+
+
+async def read_capped(response: aiohttp.ClientResponse, limit: int) -> bytes:
+    """The body, read in chunks after decompression and given up as soon as it passes `limit`:
+    a gzip bomb, a 200 MB answer or an endless chunked one costs one chunk over the limit, not
+    the whole body."""
+    if (
+        response.content_length is not None
+        and response.content_length > limit
+        and "Content-Encoding" not in response.headers
+    ):
+        raise AnswerTooLarge
+    body = bytearray()
+    async for chunk in response.content.iter_chunked(READ_CHUNK):
+        body += chunk
+        if len(body) > limit:
+            raise AnswerTooLarge
+    return bytes(body)
+
+
 class SourceFetcher:
     """A provider's only way to the network, bound to one source's bookkeeping."""
 
@@ -106,6 +134,7 @@ class SourceFetcher:
         limiter: Limiter | None = None,
         source: str = "",
         max_wait: float = math.inf,
+        max_body: int = DEFAULT_MAX_RESPONSE_BYTES,
     ) -> None:
         self.session = session
         self.timeout = aiohttp.ClientTimeout(total=timeout)
@@ -115,6 +144,8 @@ class SourceFetcher:
         self.max_wait = max_wait
         """The longest wait for the rate budget inside a poll (the source's interval): a longer
         one fails the poll at once, with the wait as its `Retry-After`, rather than hold it."""
+        self.max_body = max_body
+        """`global.max_response_bytes`: the largest answer read, after decompression."""
 
     def for_poll(self) -> PollFetch:
         """A fetcher for one poll, whose tally the caller reads once the poll returns."""
@@ -147,10 +178,15 @@ class SourceFetcher:
             async with self.session.get(
                 url, params=params, headers=headers, timeout=self.timeout, allow_redirects=False
             ) as response:
-                answer = HttpAnswer(response.status, response.headers, await response.read())
+                answer = HttpAnswer(response.status, response.headers, await read_capped(response, self.max_body))
         except TimeoutError:
             self._done(endpoint, url, params, headers, "timeout", time.perf_counter() - started)
             raise PollError(f"{endpoint}: no answer within {self.timeout.total:g}s", code="timeout") from None
+        except AnswerTooLarge:
+            self._done(endpoint, url, params, headers, "too_large", time.perf_counter() - started)
+            raise PollError(
+                f"{endpoint}: answer larger than global.max_response_bytes ({self.max_body} bytes)", code="too_large"
+            ) from None
         except aiohttp.ClientError as error:
             self._done(endpoint, url, params, headers, "connect_error", time.perf_counter() - started)
             raise PollError(f"{endpoint}: {type(error).__name__}: {_describe(error)}", code="connect_error") from None

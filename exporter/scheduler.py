@@ -226,6 +226,7 @@ class Scheduler:
             self._limiter(runtime.provider),
             source=runtime.name,
             max_wait=runtime.interval,
+            max_body=self.config.global_.max_response_bytes,
         )
         saved = self.state.load(runtime.name)
         self.store.add_source(runtime.identity, saved)
@@ -314,6 +315,7 @@ class Scheduler:
                 self.sources[name] = runtime
                 if runtime.fetcher is not None:
                     runtime.fetcher.timeout = aiohttp.ClientTimeout(total=config.global_.timeout)
+                    runtime.fetcher.max_body = config.global_.max_response_bytes
         used = {(r.provider.name, r.provider.rate_limit_key()) for r in self.sources.values()}
         self._limiters = {key: limiter for key, limiter in self._limiters.items() if key in used}
         return summary
