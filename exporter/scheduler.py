@@ -23,18 +23,19 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 import aiohttp
+from apscheduler.events import EVENT_JOB_MAX_INSTANCES, JobSubmissionEvent
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from exporter import __version__
 from exporter.backoff import DEFAULT_POLICY, BackoffPolicy, Retry
-from exporter.config import Config
+from exporter.config import Config, ConfigError
 from exporter.fetch import RequestTally, SourceFetcher
 from exporter.metrics import AudienceStore, ExporterMetrics, SourceIdentity
 from exporter.providers import providers
 from exporter.providers.base import ALL_UNITS, PollError, PollResult, Provider
 from exporter.ratelimit import SlidingWindowLimiter
 from exporter.settings import SourceSettings
-from exporter.sharding import Shard, resolve
+from exporter.sharding import Shard, ShardError, resolve
 from exporter.state import StateFiles
 
 log = logging.getLogger(__name__)
@@ -204,6 +205,9 @@ class Scheduler:
         )
         for runtime in self.sources.values():
             self._open_source(runtime)
+        self._note_shard()
+
+    def _note_shard(self) -> None:
         self.metrics.shard_ordinal.set(self.shard.ordinal)
         self.metrics.total_shards.set(self.shard.total)
         if self.shard.sharded:
@@ -240,9 +244,17 @@ class Scheduler:
         """Schedule every source; the first poll of each runs now (`paused`: none runs until
         resumed, for tests that drive polls by hand and read the schedule)."""
         self._aps = AsyncIOScheduler(timezone=UTC)
+        self._aps.add_listener(self._count_skipped, EVENT_JOB_MAX_INSTANCES)
         for runtime in self.sources.values():
             self._schedule(runtime)
         self._aps.start(paused=paused)
+
+    def _count_skipped(self, event: JobSubmissionEvent) -> None:
+        """A poll came due while the previous one still ran (`max_instances=1`), so none ran."""
+        runtime = self.sources.get(event.job_id)
+        if runtime is not None:
+            self.metrics.polls_skipped.labels(runtime.name, runtime.identity.provider).inc()
+            log.debug("poll skipped: the previous one still runs", extra={"source": runtime.name})
 
     def _schedule(self, runtime: SourceRuntime) -> None:
         assert self._aps is not None
@@ -278,19 +290,29 @@ class Scheduler:
     async def reload(self, config: Config) -> ReloadSummary:
         """Switch to a new, already validated config. A source whose settings are equal keeps
         its runtime (state, counters, schedule); a changed one is removed and added afresh (its
-        audience counters continue from the state file); global settings apply to all."""
+        audience counters continue from the state file); global settings apply to all. A new
+        shard or shard count restarts every source with its new share of units and budgets; one
+        this host cannot take (`auto` without an ordinal in range) refuses the whole reload."""
+        try:
+            shard = resolve(config.global_.shard, config.global_.total_shards)
+        except ShardError as error:
+            raise ConfigError([str(error)]) from None
+        resharded = shard != self.shard
         summary = ReloadSummary()
         wanted = {settings.name: settings for settings in config.sources}
         for name, runtime in list(self.sources.items()):
             if name not in wanted:
                 summary.removed.append(name)
-            elif runtime.settings != wanted[name]:
+            elif resharded or runtime.settings != wanted[name]:
                 summary.restarted.append(name)
             else:
                 summary.unchanged.append(name)
                 continue
             await self._retire(runtime)
         self.config = config
+        if resharded:
+            self.shard = shard
+            self._limiters = {}
         self.store.stale_after = config.global_.stale_after
         if config.global_.state_dir != str(self.state.directory):
             self.state = StateFiles(config.global_.state_dir)
@@ -318,6 +340,8 @@ class Scheduler:
                     runtime.fetcher.max_body = config.global_.max_response_bytes
         used = {(r.provider.name, r.provider.rate_limit_key()) for r in self.sources.values()}
         self._limiters = {key: limiter for key, limiter in self._limiters.items() if key in used}
+        if resharded:
+            self._note_shard()
         return summary
 
     async def _retire(self, runtime: SourceRuntime) -> None:
