@@ -35,6 +35,7 @@ from pydantic import BeforeValidator, Field, PositiveFloat, ValidationInfo, fiel
 from exporter.credits import PERIOD_SECONDS, CreditLedger, Price, hundredths
 from exporter.providers import register
 from exporter.providers.base import (
+    UNITS_IN_FLIGHT,
     Answer,
     Fetcher,
     InvalidBody,
@@ -548,7 +549,8 @@ class StreamsCharts(Provider):
 
     async def poll(self, fetch: Fetcher, now: datetime) -> PollResult:
         """Units sharing a ledger key (a channel and set) are called one after another, so the first of
-        them is the one charged the first-call price; different keys are called concurrently."""
+        them is the one charged the first-call price; different keys are called concurrently, at most
+        UNITS_IN_FLIGHT at a time like every vendor's units (10k calls started at once stall the loop)."""
         tally = _Tally(PollResult())
         groups: dict[str, list[Unit]] = {}
         for unit in self.active_unit_objects():
@@ -558,11 +560,14 @@ class StreamsCharts(Provider):
             "Token": self.settings.token.get_secret_value(),
         }
 
-        async def run(units: list[Unit]) -> None:
-            for unit in units:
-                await self.poll_unit(unit, fetch, headers, now, tally)
+        queue = iter(groups.values())
 
-        await asyncio.gather(*(run(units) for units in groups.values()))
+        async def worker() -> None:
+            for units in queue:
+                for unit in units:
+                    await self.poll_unit(unit, fetch, headers, now, tally)
+
+        await asyncio.gather(*(worker() for _ in range(min(UNITS_IN_FLIGHT, len(groups)))))
         result = tally.result
         result.credits_spent = tally.spent / 100
         result.credits_remaining = self.ledger.remaining(now.timestamp())
