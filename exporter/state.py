@@ -57,7 +57,7 @@ class _StateFile(TypedDict, total=False):
 
 
 _STATE_FILE = TypeAdapter(_StateFile)
-_ENCODER = json.JSONEncoder(separators=(",", ":"), allow_nan=False)
+_ENCODER = json.JSONEncoder(separators=(",", ":"))
 
 
 def json_pieces(value: Any, pieces: list[str]) -> None:
