@@ -27,6 +27,7 @@ import logging
 import os
 import tempfile
 import threading
+import time
 from pathlib import Path
 from typing import Annotated, Any, NotRequired
 
@@ -62,7 +63,9 @@ _ENCODER = json.JSONEncoder(separators=(",", ":"))
 
 def json_pieces(value: Any, pieces: list[str]) -> None:
     """Append `value` as JSON to `pieces`, a large list or object (more than PIECE_ITEMS items)
-    PIECE_ITEMS items per `json` call, so no single call holds the GIL long. Containers are
+    PIECE_ITEMS items per `json` call, so no single call holds the GIL long, and after each such
+    call hand the GIL over (`sleep(0)`) instead of making a waiting event loop wait out the
+    interpreter's 5 ms switch interval. Containers are
     opened one level at a time while they are small, so large ones deeper down are sliced too."""
     if isinstance(value, dict):
         if len(value) <= PIECE_ITEMS and not any(isinstance(item, dict | list | tuple) for item in value.values()):
@@ -73,6 +76,7 @@ def json_pieces(value: Any, pieces: list[str]) -> None:
         if len(items) > PIECE_ITEMS:
             for start in range(0, len(items), PIECE_ITEMS):
                 pieces.append(("," if start else "") + _ENCODER.encode(dict(items[start : start + PIECE_ITEMS]))[1:-1])
+                time.sleep(0)
         else:
             for index, (key, item) in enumerate(items):
                 pieces.append(("," if index else "") + _ENCODER.encode(str(key)) + ":")
@@ -82,6 +86,7 @@ def json_pieces(value: Any, pieces: list[str]) -> None:
         pieces.append("[")
         for start in range(0, len(value), PIECE_ITEMS):
             pieces.append(("," if start else "") + _ENCODER.encode(list(value[start : start + PIECE_ITEMS]))[1:-1])
+            time.sleep(0)
         pieces.append("]")
     elif isinstance(value, list | tuple) and any(isinstance(item, dict | list | tuple) for item in value):
         pieces.append("[")
@@ -214,15 +219,19 @@ class StateFiles:
     def _write(self, source: str, data: dict[str, Any]) -> None:
         pieces: list[str] = []
         json_pieces(data, pieces)
-        raw = "".join(pieces).encode()
-        digest = hashlib.blake2b(raw).digest()
+        # Never joined: one 10 MB join or encode would hold the GIL for tens of ms.
+        chunks = [piece.encode() for piece in pieces]
+        hashing = hashlib.blake2b()
+        for chunk in chunks:
+            hashing.update(chunk)
+        digest = hashing.digest()
         if self._written.get(source) == digest:
             return
         self.directory.mkdir(parents=True, exist_ok=True)
         fd, temporary = tempfile.mkstemp(dir=self.directory, prefix=f".{source}.json.", suffix=TEMPORARY_SUFFIX)
         try:
             with os.fdopen(fd, "wb") as handle:
-                handle.write(raw)
+                handle.writelines(chunks)
                 handle.flush()
                 os.fsync(handle.fileno())
             os.replace(temporary, self.path(source))
