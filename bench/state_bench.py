@@ -34,10 +34,10 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from exporter.cli import all_families  # noqa: E402
 from exporter.credits import PERIOD_SECONDS  # noqa: E402
+from exporter.families import AUDIENCE_FAMILIES  # noqa: E402
 from exporter.metrics import AudienceStore, SourceIdentity  # noqa: E402
-from exporter.providers.base import InvalidBody  # noqa: E402
+from exporter.poll import InvalidBody  # noqa: E402
 from exporter.providers.streamscharts import StreamsCharts, StreamsChartsSettings  # noqa: E402
 from exporter.state import StateFiles, json_pieces  # noqa: E402
 
@@ -130,7 +130,7 @@ def _reserve_cycle(provider: StreamsCharts, now: float) -> float:
 
 async def _run(streams: int, interval: float, directory: str) -> dict[str, Any]:
     provider = StreamsCharts(settings(streams))
-    store = AudienceStore(all_families(), stale_after=1e9)
+    store = AudienceStore(AUDIENCE_FAMILIES, stale_after=1e9)
     store.add_source(SourceIdentity("sc", "streamscharts"))
     vendor = InProcessVendor()
     files = StateFiles(directory)

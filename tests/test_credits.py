@@ -11,10 +11,10 @@ from pathlib import Path
 
 from aiohttp import web
 
-from exporter.cli import all_families
 from exporter.config import parse_config
 from exporter.credits import BUCKET_SECONDS, PERIOD_SECONDS, CreditLedger, Price
 from exporter.demo.streamscharts import StreamsChartsSimulator
+from exporter.families import AUDIENCE_FAMILIES
 from exporter.metrics import AudienceStore, ExporterMetrics
 from exporter.providers.base import UNITS_IN_FLIGHT
 from exporter.providers.streamscharts import StreamsCharts, StreamsChartsSettings
@@ -202,7 +202,7 @@ async def scheduler_over(base_url: str, state_dir: Path, stream: dict[str, str])
         "credits_budget": 10,
     }
     config = parse_config({"global": {"state_dir": str(state_dir)}, "sources": [source]}, "<test>", state_dir)
-    scheduler = Scheduler(config, AudienceStore(all_families(), 300.0), ExporterMetrics("test", "3"))
+    scheduler = Scheduler(config, AudienceStore(AUDIENCE_FAMILIES, 300.0), ExporterMetrics("test", "3"))
     await scheduler.open()
     return scheduler
 

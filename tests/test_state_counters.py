@@ -17,10 +17,10 @@ import pytest
 from prometheus_client.openmetrics.parser import text_string_to_metric_families as parse_openmetrics
 
 from exporter import state as state_module
-from exporter.cli import all_families
 from exporter.demo.cloudflare import CloudflareSimulator
+from exporter.families import AUDIENCE_FAMILIES
 from exporter.metrics import FOLD_AFTER_DAYS, FOLDED_PART, AudienceStore, SourceIdentity
-from exporter.providers.base import ALL_UNITS, PollError, PollResult, Sample
+from exporter.poll import ALL_UNITS, PollError, PollResult, Sample
 from tests.test_counters import Exporter, Vendor
 
 SESSIONS = "livestream_sessions_total"
@@ -29,7 +29,7 @@ NOW = datetime(2024, 8, 1, 12, tzinfo=UTC).timestamp()
 
 
 def store_with(counter_state: dict[str, Any] | None = None) -> AudienceStore:
-    store = AudienceStore(all_families(), stale_after=1e9)
+    store = AudienceStore(AUDIENCE_FAMILIES, stale_after=1e9)
     store.add_source(SOURCE, counter_state)
     return store
 
