@@ -274,13 +274,14 @@ class Scheduler:
 
     async def close(self) -> None:
         """Stop polling: in-flight polls are cancelled (their requests with them), then the
-        session's connections are closed."""
+        session's connections are closed and the state files still queued are written."""
         self._closing = True
         await self._cancel_polls(list(self.sources.values()))
         if self._aps is not None and self._aps.running:
             self._aps.shutdown(wait=False)
         if self.session is not None:
             await self.session.close()
+        await asyncio.to_thread(self.state.close)
 
     async def _cancel_polls(self, runtimes: list[SourceRuntime]) -> None:
         tasks = [r.task for r in runtimes if r.task is not None and r.task is not asyncio.current_task()]
@@ -316,6 +317,7 @@ class Scheduler:
             self._limiters = {}
         self.store.stale_after = config.global_.stale_after
         if config.global_.state_dir != str(self.state.directory):
+            await asyncio.to_thread(self.state.close)
             self.state = StateFiles(config.global_.state_dir)
         kept = self.sources
         self.sources = {}
