@@ -23,9 +23,9 @@ from typing import Any
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from exporter.cli import all_families
 from exporter.config import parse_config
 from exporter.demo import serve, simulators
+from exporter.families import AUDIENCE_FAMILIES
 from exporter.logs import Redactor
 from exporter.metrics import AudienceStore, ExporterMetrics, Exposition
 from exporter.scheduler import Scheduler
@@ -146,7 +146,7 @@ async def test_fault_is_a_counted_failed_poll_that_heals_at_the_next_good_answer
     )
     redactor = Redactor()
     redactor.replace(config.secret_values())
-    store = AudienceStore(all_families(), config.global_.stale_after)
+    store = AudienceStore(AUDIENCE_FAMILIES, config.global_.stale_after)
     metrics = ExporterMetrics("test", "3")
     scheduler = Scheduler(config, store, metrics, redact=redactor)
     bench = Bench(scheduler, metrics, Exposition(store, metrics), config.secret_values())
@@ -190,7 +190,7 @@ async def test_fault_is_a_counted_failed_poll_that_heals_at_the_next_good_answer
             assert runtime.retry.delay >= fault.retry_after
         if fault.credentials:
             assert runtime.retry.why == "credentials rejected"
-            assert runtime.retry.delay >= scheduler.backoff.cap(runtime.interval)
+            assert runtime.retry.delay >= scheduler.backoff.credentials_pace(runtime.interval)
 
         body = bench.body()
         assert audience_series(body, "faulty") == good_series, "last good values survive until stale_after"
@@ -254,13 +254,15 @@ async def _gcore_scheduler(base_url: str, tmp_path: Path, stream_ids: list[int])
         "t.yaml",
         tmp_path,
     )
-    scheduler = Scheduler(config, AudienceStore(all_families(), 300), ExporterMetrics("t", "3"))
+    scheduler = Scheduler(config, AudienceStore(AUDIENCE_FAMILIES, 300), ExporterMetrics("t", "3"))
     await scheduler.open()
     scheduler.start(paused=True)
     return scheduler
 
 
-async def test_consecutive_failures_grow_the_delay_and_success_resets_it(serve_app: Any, tmp_path: Path) -> None:
+async def test_consecutive_failures_wait_one_then_two_intervals_and_success_resets_it(
+    serve_app: Any, tmp_path: Path
+) -> None:
     from aiohttp import web
 
     answers = [500, 500, 500, 200]
@@ -277,7 +279,7 @@ async def test_consecutive_failures_grow_the_delay_and_success_resets_it(serve_a
             assert await scheduler.poll("g") is False
             delays.append(scheduler.sources["g"].retry.delay)
         assert scheduler.sources["g"].failures == 3
-        assert delays[0] < delays[1] < delays[2] <= scheduler.backoff.cap(60)
+        assert 60 <= delays[0] <= 72 and 96 <= delays[1] <= 120 and 96 <= delays[2] <= 120
         assert await scheduler.poll("g") is True
         assert (scheduler.sources["g"].failures, scheduler.sources["g"].retry) == (0, None)
     finally:

@@ -9,8 +9,9 @@ from typing import Any
 
 from aiohttp import web
 
-from exporter.metrics import BLOCK_BYTES, CONTRACT_FAMILIES, SLICE, AudienceStore, SourceIdentity
-from exporter.providers.base import PollResult, Sample
+from exporter.families import AUDIENCE_FAMILIES
+from exporter.metrics import BLOCK_BYTES, SLICE, AudienceStore, SourceIdentity
+from exporter.poll import PollResult, Sample
 from exporter.providers.gcore import Gcore, GcoreSettings
 from exporter.providers.sample_table import SampleTable
 from exporter.slices import RELEASED_PER_TURN, release
@@ -28,7 +29,7 @@ def table(clients: int) -> SampleTable:
 
 
 def store() -> AudienceStore:
-    audience = AudienceStore(CONTRACT_FAMILIES, stale_after=300)
+    audience = AudienceStore(AUDIENCE_FAMILIES, stale_after=300)
     audience.add_source(SourceIdentity("big", "gcore", (("team", 'a"b'), ("stream", "ignored"))))
     return audience
 
@@ -153,3 +154,13 @@ async def test_releasing_a_large_container_empties_it_a_slice_at_a_time() -> Non
         turns = ticker.turns - before
     assert rows == [] and index == {}
     assert turns >= 5 + 3 - 1
+
+
+def test_the_landing_page_sums_a_table_as_it_sums_its_samples() -> None:
+    from exporter.landing import AudienceHistory
+
+    big = table(1000)
+    from_table, from_list = AudienceHistory(), AudienceHistory()
+    from_table.record("big", PollResult(samples={"all": big}), now=NOW)
+    from_list.record("big", PollResult(samples={"all": list(big)}), now=NOW)
+    assert from_table.figures("big").audience == from_list.figures("big").audience == sum(i % 977 for i in range(1000))

@@ -11,9 +11,10 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from itertools import islice
 from typing import Any, overload
 
-from exporter.providers.base import Labels, Sample
+from exporter.poll import Labels, Sample
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -72,6 +73,10 @@ class SampleTable(Sequence[Sample]):
         rows, stride = self.rows, self.stride
         for start in range(0, len(rows), stride):
             yield rows[start], rows[start + 1]
+
+    def value_total(self) -> float:
+        """The sum of the rows' values, without making Samples (a few ms for a million rows)."""
+        return float(sum(islice(self.rows, 1, None, self.stride)))
 
     def _sample(self, label_value: str, value: float) -> Sample:
         return Sample(self.name, ((self.label, label_value), *self.labels), float(value))
