@@ -10,6 +10,7 @@ duration. The body is read in chunks after decompression and given up past
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import math
@@ -113,6 +114,9 @@ class RequestTally:
 
 DEFAULT_MAX_RESPONSE_BYTES = 64 * 1024 * 1024
 READ_CHUNK = 256 * 1024
+JOIN_IN_THREAD_BYTES = 1024 * 1024
+"""Larger answers are joined in a worker thread: `bytes.join` copies without the GIL (80 MB, a
+million Gcore clients, held the event loop ~50 ms; `bytes(bytearray)` holds the GIL throughout)."""
 
 
 class AnswerTooLarge(Exception):
@@ -129,12 +133,16 @@ async def read_capped(response: aiohttp.ClientResponse, limit: int) -> bytes:
         and "Content-Encoding" not in response.headers
     ):
         raise AnswerTooLarge
-    body = bytearray()
+    chunks: list[bytes] = []
+    size = 0
     async for chunk in response.content.iter_chunked(READ_CHUNK):
-        body += chunk
-        if len(body) > limit:
+        chunks.append(chunk)
+        size += len(chunk)
+        if size > limit:
             raise AnswerTooLarge
-    return bytes(body)
+    if size < JOIN_IN_THREAD_BYTES:
+        return b"".join(chunks)
+    return await asyncio.to_thread(b"".join, chunks)
 
 
 class SourceFetcher:
