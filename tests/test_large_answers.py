@@ -164,3 +164,24 @@ def test_the_landing_page_sums_a_table_as_it_sums_its_samples() -> None:
     from_table.record("big", PollResult(samples={"all": big}), now=NOW)
     from_list.record("big", PollResult(samples={"all": list(big)}), now=NOW)
     assert from_table.figures("big").audience == from_list.figures("big").audience == sum(i % 977 for i in range(1000))
+
+
+async def test_a_large_answer_remembers_each_clients_newest_bucket_as_the_decoded_path_does(serve_app, fetcher) -> None:
+    from exporter.providers.gcore import INDEX_SLICE
+
+    answers = [reseller_answer(INDEX_SLICE + 11)]
+    later = [dict(entry, metrics={"streams": [[CLOSED + 60, 1]]}) for entry in answers[0][::2]]
+    answers.append(later)
+    served = iter(json.dumps(answer).encode() for answer in answers)
+
+    async def viewers(request: web.Request) -> web.Response:
+        return web.Response(body=next(served), content_type="application/json")
+
+    app = web.Application()
+    app.router.add_get("/streaming/statistics/stream/viewers", viewers)
+    sliced, decoded = gcore(base_url=await serve_app(app)), gcore()
+    for answer in answers:
+        result = await sliced.poll(fetcher, datetime.fromtimestamp(NOW + 30, UTC))
+        expected = decoded.parse(answer, "all", NOW + 30, PollResult())
+        assert result.ok and list(result.samples["all"]) == list(expected)
+    assert len(expected) == len([entry for entry in later if (entry["client"] - 10_000) % 9])

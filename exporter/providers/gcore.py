@@ -162,7 +162,10 @@ class Gcore(Provider):
         answer is forgotten (the stream left)."""
         if not isinstance(body, list):
             raise InvalidBody("expected a JSON list of clients")
-        reader = _AnswerReader(self, stream, now, result, _index(self._newest.get(stream, [])))
+        seen = self._newest.get(stream, [])
+        remembered = RowIndex()
+        remembered.add(seen, 0, len(seen))
+        reader = _AnswerReader(self, stream, now, result, remembered)
         for entry in body:
             reader.add(entry)
         return self._keep(stream, reader)
@@ -171,15 +174,16 @@ class Gcore(Provider):
         """`parse`, decoding the answer as it goes and giving the event loop back every few
         hundred clients, so a reseller account's answer of a million clients never stalls it."""
         seen = self._newest.get(stream, [])
-        remembered: dict[str, int] = {}
+        remembered = RowIndex()
         for first in range(0, len(seen), ROW * INDEX_SLICE):
-            remembered.update(_index(seen[first : first + ROW * INDEX_SLICE], first))
+            remembered.add(seen, first, first + ROW * INDEX_SLICE)
             await asyncio.sleep(0)
         reader = _AnswerReader(self, stream, now, result, remembered)
         async for entry in answer.json_items("clients"):
             reader.add(entry)
         table = self._keep(stream, reader)
-        await release(remembered)
+        for shard in remembered.shards:
+            await release(shard)
         await release(seen)
         return table
 
@@ -207,15 +211,31 @@ INDEX_SLICE = 5_000
 """Remembered clients indexed per event-loop turn (a few ms)."""
 
 
-def _index(rows: list[Any], offset: int = 0) -> dict[str, int]:
-    """Client -> where its row starts in the whole tuple (rows may be a slice starting at offset)."""
-    return dict(zip(rows[0::ROW], range(offset, offset + len(rows), ROW), strict=True))
+INDEX_SHARDS = 64
+
+
+class RowIndex:
+    """Client -> where its row starts in the remembered rows, as INDEX_SHARDS dicts by hash: one
+    dict of a million keys rehashes them all at once when it grows (~30 ms), a shard 1/64th."""
+
+    def __init__(self) -> None:
+        self.shards: list[dict[str, int]] = [{} for _ in range(INDEX_SHARDS)]
+
+    def add(self, rows: list[Any], start: int, stop: int) -> None:
+        """Index the rows starting at positions start, start + ROW, ... before stop."""
+        shards = self.shards
+        for where in range(start, min(stop, len(rows)), ROW):
+            client = rows[where]
+            shards[hash(client) % INDEX_SHARDS][client] = where
+
+    def get(self, client: str) -> int | None:
+        return self.shards[hash(client) % INDEX_SHARDS].get(client)
 
 
 class _AnswerReader:
     """One answer's clients, turned into rows one client at a time (see `Gcore.parse`)."""
 
-    def __init__(self, gcore: Gcore, stream: str, now: float, result: PollResult, remembered: dict[str, int]) -> None:
+    def __init__(self, gcore: Gcore, stream: str, now: float, result: PollResult, remembered: RowIndex) -> None:
         self.granularity = gcore.granularity_seconds
         self.now = now
         self.oldest_wanted = (now // self.granularity) * self.granularity - CLOSED_BUCKETS_ASKED * self.granularity
