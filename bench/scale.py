@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import http.client
 import json
 import os
@@ -27,7 +28,9 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
+import traceback
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
@@ -92,6 +95,8 @@ def run_exporter(report_path: str, exporter_args: list[str]) -> int:
     amain = cli.amain
 
     async def ticking_amain(args: argparse.Namespace, redactor: Any) -> int:
+        if os.environ.get("SCALE_STACKS"):
+            StackSampler(report, threading.get_ident()).start()
         ticker = asyncio.ensure_future(tick(report))
         try:
             return await amain(args, redactor)
@@ -109,16 +114,61 @@ async def tick(report: Report) -> None:
     loop = asyncio.get_running_loop()
     worst = busy = 0.0
     window_end = loop.time() + WINDOW
+    collections = GcPauses()
     while True:
         started, cpu = loop.time(), time.thread_time()
+        LAST_TICK_CPU[0] = cpu
         await asyncio.sleep(0.001)
         woke = loop.time()
         worst = max(worst, woke - started - 0.001)
         busy = max(busy, time.thread_time() - cpu)
         if woke >= window_end:
-            report.write(t=time.time(), late_ms=worst * 1000, busy_ms=busy * 1000)
+            report.write(t=time.time(), late_ms=worst * 1000, busy_ms=busy * 1000, gc_ms=collections.take() * 1000)
             worst = busy = 0.0
             window_end = woke + WINDOW
+
+
+LAST_TICK_CPU = [0.0]
+"""The loop thread's CPU clock at the ticker's last wake-up (read by StackSampler)."""
+
+
+class StackSampler(threading.Thread):
+    """With `--reports`: every 2 ms, if the loop thread has computed more than 8 ms since the
+    ticker last ran, write where it is (the frames that hold the loop)."""
+
+    def __init__(self, report: Report, loop_thread: int) -> None:
+        super().__init__(daemon=True)
+        self.report = report
+        self.loop_thread = loop_thread
+        self.clock = time.pthread_getcpuclockid(loop_thread)
+
+    def run(self) -> None:
+        while True:
+            time.sleep(0.002)
+            if time.clock_gettime(self.clock) - LAST_TICK_CPU[0] > 0.008:
+                frame = sys._current_frames().get(self.loop_thread)
+                stack = traceback.extract_stack(frame)[-6:] if frame else []
+                where = " <- ".join(f"{Path(f.filename).name}:{f.lineno}:{f.name}" for f in reversed(stack))
+                self.report.write(t=time.time(), held=where)
+
+
+class GcPauses:
+    """The longest garbage collection since the last `take`."""
+
+    def __init__(self) -> None:
+        self.longest = 0.0
+        self._started = 0.0
+        gc.callbacks.append(self._on_gc)
+
+    def _on_gc(self, phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            self._started = time.perf_counter()
+        else:
+            self.longest = max(self.longest, time.perf_counter() - self._started)
+
+    def take(self) -> float:
+        longest, self.longest = self.longest, 0.0
+        return longest
 
 
 def run_prober(base_url: str, report_path: str) -> None:
@@ -413,7 +463,7 @@ def write_config(scenario: Scenario, urls: dict[str, str], work: Path) -> Path:
     return path
 
 
-def run_scenario(scenario: Scenario, timeout: float) -> dict[str, Any]:
+def run_scenario(scenario: Scenario, timeout: float, keep: Path | None) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix=f"scale-{scenario.name}-") as tmp:
         work = Path(tmp)
         exporter_report, probe_report = work / "exporter.jsonl", work / "probe.jsonl"
@@ -427,6 +477,7 @@ def run_scenario(scenario: Scenario, timeout: float) -> dict[str, Any]:
                 urls[name] = child.line["base_url"]
             config = write_config(scenario, urls, work)
             base_url = f"http://127.0.0.1:{free_port()}"
+            environment = {**os.environ, "SCALE_STACKS": "1"} if keep is not None else None
             exporter = Child(
                 [
                     sys.executable, __file__, "--role", "exporter", "--report", str(exporter_report), "--",
@@ -434,6 +485,7 @@ def run_scenario(scenario: Scenario, timeout: float) -> dict[str, Any]:
                     "--log.level=warn",
                 ],
                 stderr=subprocess.DEVNULL,
+                env=environment,
             )  # fmt: skip
             children.append(exporter)
             wait_until(lambda: read_lines(exporter_report) != [], 60, "exporter did not start")
@@ -448,6 +500,10 @@ def run_scenario(scenario: Scenario, timeout: float) -> dict[str, Any]:
         polls = polls_done()[: scenario.polls]
         ticks = [line for line in read_lines(exporter_report) if "late_ms" in line]
         probes = read_lines(probe_report)
+        if keep is not None:
+            keep.mkdir(parents=True, exist_ok=True)
+            for report in (exporter_report, probe_report):
+                shutil.copy(report, keep / f"{scenario.name}-{report.name}")
     first, last = polls[0], polls[-1]
     probing_from = probes[0]["t"] - WINDOW if probes else first["start"]
 
@@ -465,6 +521,7 @@ def run_scenario(scenario: Scenario, timeout: float) -> dict[str, Any]:
         "healthy_all": worst(probes, "answer_ms", probing_from, last["end"]),
         "late_all": worst(ticks, "late_ms", first["start"], last["end"]),
         "busy_all": worst(ticks, "busy_ms", first["start"], last["end"]),
+        "gc_all": worst(ticks, "gc_ms", first["start"], last["end"]),
         "rss_first": first["rss_mb"],
         "rss_last": last["rss_mb"],
         "peak": peak,
@@ -569,7 +626,7 @@ def cell(value: float, digits: int = 1) -> str:
 def print_table(rows: list[dict[str, Any]], scrape: dict[str, float] | None, anchors: dict[str, float | None]) -> None:
     print(
         "\n| scenario | polls | poll s first → last | longest /-/healthy ms: first poll / last poll / all "
-        "| ticker late ms: wall / loop CPU | RSS MB after first → last poll | peak RSS MB | other |"
+        "| ticker late ms: wall / loop CPU / longest GC | RSS MB after first → last poll | peak RSS MB | other |"
     )
     print("|---|---|---|---|---|---|---|---|")
     for row in rows:
@@ -580,7 +637,7 @@ def print_table(rows: list[dict[str, Any]], scrape: dict[str, float] | None, anc
             f"| {scenario.description} | {row['polls']}{'' if row['ok'] else ' (failed)'} "
             f"| {row['first_s']:.2f} → {row['last_s']:.2f} "
             f"| {cell(row['healthy_first'])} / {cell(row['healthy_last'])} / {cell(row['healthy_all'])} "
-            f"| {cell(row['late_all'])} / {cell(row['busy_all'])} "
+            f"| {cell(row['late_all'])} / {cell(row['busy_all'])} / {cell(row['gc_all'])} "
             f"| {row['rss_first']:.0f} → {row['rss_last']:.0f} ({growth:+.0f} %) "
             f"| {row['peak']:.0f} | {'over the 20 ms bar' if over else ''} |"
         )
@@ -614,6 +671,7 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="smaller accounts and fewer polls (about two minutes)")
     parser.add_argument("--only", help="comma-separated scenario names (default: all, then the scrape rows)")
     parser.add_argument("--scrapes", type=int, default=None, help="scrapes per variant for the scrape rows")
+    parser.add_argument("--reports", type=Path, help="keep each scenario's raw JSON lines in this directory")
     parser.add_argument("--role", choices=["exporter", "prober", "simulator"], help=argparse.SUPPRESS)
     parser.add_argument("--report", help=argparse.SUPPRESS)
     parser.add_argument("--url", help=argparse.SUPPRESS)
@@ -633,7 +691,7 @@ def main() -> None:
     for scenario in scenarios(args.quick):
         if chosen is None or scenario.name in chosen:
             print(f"{scenario.name}: {scenario.description} ...", file=sys.stderr, flush=True)
-            rows.append(run_scenario(scenario, timeout=900))
+            rows.append(run_scenario(scenario, timeout=900, keep=args.reports))
     scrape, anchors = None, {}
     if chosen is None or "scrape" in chosen:
         scrapes = args.scrapes or (10 if args.quick else 50)

@@ -138,6 +138,7 @@ async def test_a_large_answer_decoded_in_slices_gives_the_samples_of_the_decoded
     decoded = PollResult()
     expected = gcore().parse(answer, "all", NOW, decoded)
     assert result.ok and result.samples["all"] == expected
+    assert result.samples["all"].value_total() == sum(sample.value for sample in expected)
     assert len(expected) == len([entry for entry in answer if entry["metrics"]["streams"]])
     assert result.newest_timestamp == decoded.newest_timestamp == CLOSED
     assert turns >= 5

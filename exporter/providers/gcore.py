@@ -200,6 +200,7 @@ class Gcore(Provider):
             (("stream", stream), ("granularity", self.settings.granularity)),
             rows,
             ROW,
+            reader.total,
         )
 
 
@@ -244,6 +245,7 @@ class _AnswerReader:
         self.result = result
         self.rows: list[Any] = []
         self.oldest = math.inf
+        self.total = 0.0
 
     def add(self, entry: Any) -> None:
         if not isinstance(entry, dict) or not isinstance(metrics := entry.get("metrics"), dict):
@@ -260,4 +262,5 @@ class _AnswerReader:
             return
         self.rows += (client, newest[1], newest[0])
         self.oldest = min(self.oldest, newest[0])
+        self.total += newest[1]
         self.result.note_timestamp(newest[0])

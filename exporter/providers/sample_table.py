@@ -35,6 +35,8 @@ class SampleTable(Sequence[Sample]):
     labels: Labels
     rows: Sequence[Any]
     stride: int = 2
+    total: float | None = None
+    """The sum of the rows' values when the provider added it up while building them."""
 
     def __len__(self) -> int:
         return len(self.rows) // self.stride
@@ -75,7 +77,10 @@ class SampleTable(Sequence[Sample]):
             yield rows[start], rows[start + 1]
 
     def value_total(self) -> float:
-        """The sum of the rows' values, without making Samples (a few ms for a million rows)."""
+        """The sum of the rows' values, without making Samples: `total` when the provider kept
+        it (adding up a million rows here would hold the event loop ~20 ms)."""
+        if self.total is not None:
+            return self.total
         return float(sum(islice(self.rows, 1, None, self.stride)))
 
     def _sample(self, label_value: str, value: float) -> Sample:
