@@ -10,8 +10,8 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-RELEASED_PER_TURN = 20_000
-"""Entries freed between two hand-backs to the event loop: about a millisecond."""
+RELEASED_PER_TURN = 10_000
+"""Entries freed between two hand-backs to the event loop: well under a millisecond."""
 
 
 async def release(container: list[Any] | dict[Any, Any]) -> None:

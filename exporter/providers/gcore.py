@@ -183,7 +183,8 @@ class Gcore(Provider):
             reader.add(entry)
         table = self._keep(stream, reader)
         for shard in remembered.shards:
-            await release(shard)
+            shard.clear()
+            await asyncio.sleep(0)
         await release(seen)
         return table
 
@@ -208,7 +209,7 @@ ROW = 3
 """A remembered client is (client, count, timestamp) in a flat list: also a SampleTable's rows.
 A list, not a tuple: a million rows are built without a final copy and freed a slice at a time
 (see exporter.slices) once the next poll has replaced them."""
-INDEX_SLICE = 5_000
+INDEX_SLICE = 2_000
 """Remembered clients indexed per event-loop turn (a few ms)."""
 
 
@@ -217,7 +218,8 @@ INDEX_SHARDS = 64
 
 class RowIndex:
     """Client -> where its row starts in the remembered rows, as INDEX_SHARDS dicts by hash: one
-    dict of a million keys rehashes them all at once when it grows (~30 ms), a shard 1/64th."""
+    dict of a million keys rehashes them all at once when it grows (~30 ms) and frees them all at
+    once when dropped; a shard is 1/64th of either."""
 
     def __init__(self) -> None:
         self.shards: list[dict[str, int]] = [{} for _ in range(INDEX_SHARDS)]
