@@ -163,7 +163,7 @@ class Gcore(Provider):
         if not isinstance(body, list):
             raise InvalidBody("expected a JSON list of clients")
         seen = self._newest.get(stream, [])
-        remembered = RowIndex()
+        remembered = RowIndex(len(seen))
         remembered.add(seen, 0, len(seen))
         reader = _AnswerReader(self, stream, now, result, remembered)
         for entry in body:
@@ -174,7 +174,7 @@ class Gcore(Provider):
         """`parse`, decoding the answer as it goes and giving the event loop back every few
         hundred clients, so a reseller account's answer of a million clients never stalls it."""
         seen = self._newest.get(stream, [])
-        remembered = RowIndex()
+        remembered = RowIndex(len(seen))
         for first in range(0, len(seen), ROW * INDEX_SLICE):
             remembered.add(seen, first, first + ROW * INDEX_SLICE)
             await asyncio.sleep(0)
@@ -183,8 +183,7 @@ class Gcore(Provider):
             reader.add(entry)
         table = self._keep(stream, reader)
         for shard in remembered.shards:
-            shard.clear()
-            await asyncio.sleep(0)
+            await release(shard)
         await release(seen)
         return table
 
@@ -221,18 +220,20 @@ class RowIndex:
     dict of a million keys rehashes them all at once when it grows (~30 ms) and frees them all at
     once when dropped; a shard is 1/64th of either."""
 
-    def __init__(self) -> None:
-        self.shards: list[dict[str, int]] = [{} for _ in range(INDEX_SHARDS)]
+    def __init__(self, positions: int) -> None:
+        """`positions`: the length of the rows to index; an answer of a few thousand clients
+        (a stream of a `stream_ids` source) gets one dict."""
+        self.shards: list[dict[str, int]] = [{} for _ in range(INDEX_SHARDS if positions > ROW * INDEX_SLICE else 1)]
 
     def add(self, rows: list[Any], start: int, stop: int) -> None:
         """Index the rows starting at positions start, start + ROW, ... before stop."""
         shards = self.shards
         for where in range(start, min(stop, len(rows)), ROW):
             client = rows[where]
-            shards[hash(client) % INDEX_SHARDS][client] = where
+            shards[hash(client) % len(shards)][client] = where
 
     def get(self, client: str) -> int | None:
-        return self.shards[hash(client) % INDEX_SHARDS].get(client)
+        return self.shards[hash(client) % len(self.shards)].get(client)
 
 
 class _AnswerReader:
