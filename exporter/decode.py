@@ -64,8 +64,9 @@ def is_json_array(body: bytes) -> bool:
 async def json_array_items(body: bytes) -> AsyncIterator[Any]:
     """The items of the top-level JSON array in `body`, decoded incrementally, handing the event
     loop back every ITEMS_PER_SLICE items. Numbers are int or float (never Decimal; an integer
-    beyond 64 bits is malformed to yajl); a lone UTF-16 surrogate in a string comes out replaced. Raises NotJson when the body is not a JSON array
-    (checked first, before anything is yielded), is malformed or nests too deep (on reaching it)."""
+    beyond 64 bits is malformed to yajl); a lone UTF-16 surrogate in a string comes out
+    replaced. Raises NotJson when the body is not a JSON array (checked first, before anything is
+    yielded), is malformed or nests too deep (on reaching it)."""
     if not is_json_array(body):
         raise NotJson("not a JSON array")
     reader = _GuardedReader(body)

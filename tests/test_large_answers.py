@@ -186,3 +186,10 @@ async def test_a_large_answer_remembers_each_clients_newest_bucket_as_the_decode
         expected = decoded.parse(answer, "all", NOW + 30, PollResult())
         assert result.ok and list(result.samples["all"]) == list(expected)
     assert len(expected) == len([entry for entry in later if (entry["client"] - 10_000) % 9])
+
+
+def test_many_small_tables_are_joined_into_few_pieces() -> None:
+    audience = store()
+    small = {str(unit): table(2) for unit in range(1000)}
+    audience.apply("big", PollResult(samples=small), now=NOW)
+    assert len(audience.pieces(False)) == 2
