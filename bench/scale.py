@@ -172,8 +172,10 @@ class GcPauses:
 
 
 def run_prober(base_url: str, report_path: str) -> None:
-    """Ask /-/healthy every 5 ms on one keep-alive connection; the longest answer per window."""
+    """Ask /-/healthy every 5 ms on one keep-alive connection; the longest answer per window. A
+    thread scrapes /metrics as Prometheus does (its Accept header, gzip) every SCRAPE_EVERY s."""
     report = Report(report_path)
+    threading.Thread(target=scrape_forever, args=(base_url, report), daemon=True).start()
     host, port = base_url.removeprefix("http://").split(":")
     conn = http.client.HTTPConnection(host, int(port), timeout=120)
     worst, window_end = 0.0, time.monotonic() + WINDOW
@@ -191,6 +193,23 @@ def run_prober(base_url: str, report_path: str) -> None:
             report.write(t=time.time(), answer_ms=worst * 1000)
             worst, window_end = 0.0, done + WINDOW
         time.sleep(max(0.0, PROBE_EVERY - (time.monotonic() - started)))
+
+
+SCRAPE_EVERY = 2.0
+PROMETHEUS_HEADERS = {
+    "Accept": "application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;q=0.75,"
+    "text/plain;version=0.0.4;q=0.5,*/*;q=0.1",
+    "Accept-Encoding": "gzip",
+}
+
+
+def scrape_forever(base_url: str, report: Report) -> None:
+    while True:
+        started = time.monotonic()
+        with suppress(OSError, http.client.HTTPException):
+            median_scrape(f"{base_url}/metrics", 1, PROMETHEUS_HEADERS)
+        report.write(t=time.time(), scrape_ms=(time.monotonic() - started) * 1000)
+        time.sleep(max(0.0, SCRAPE_EVERY - (time.monotonic() - started)))
 
 
 def account_body(clients: int, first: int, last: int, width: int, now: float) -> bytes:
@@ -505,6 +524,7 @@ def run_scenario(scenario: Scenario, timeout: float, keep: Path | None) -> dict[
             for report in (exporter_report, probe_report):
                 shutil.copy(report, keep / f"{scenario.name}-{report.name}")
     first, last = polls[0], polls[-1]
+    probes, scrapes = [line for line in probes if "answer_ms" in line], [line for line in probes if "scrape_ms" in line]
     probing_from = probes[0]["t"] - WINDOW if probes else first["start"]
 
     def worst(lines: list[dict[str, Any]], key: str, start: float, end: float) -> float:
@@ -519,6 +539,7 @@ def run_scenario(scenario: Scenario, timeout: float, keep: Path | None) -> dict[
         "healthy_first": worst(probes, "answer_ms", max(first["start"], probing_from), first["end"]),
         "healthy_last": worst(probes, "answer_ms", last["start"], last["end"]),
         "healthy_all": worst(probes, "answer_ms", probing_from, last["end"]),
+        "scrape_all": worst(scrapes, "scrape_ms", probing_from, last["end"]),
         "late_all": worst(ticks, "late_ms", first["start"], last["end"]),
         "busy_all": worst(ticks, "busy_ms", first["start"], last["end"]),
         "gc_all": worst(ticks, "gc_ms", first["start"], last["end"]),
@@ -639,7 +660,8 @@ def print_table(rows: list[dict[str, Any]], scrape: dict[str, float] | None, anc
             f"| {cell(row['healthy_first'])} / {cell(row['healthy_last'])} / {cell(row['healthy_all'])} "
             f"| {cell(row['late_all'])} / {cell(row['busy_all'])} / {cell(row['gc_all'])} "
             f"| {row['rss_first']:.0f} → {row['rss_last']:.0f} ({growth:+.0f} %) "
-            f"| {row['peak']:.0f} | {'over the 20 ms bar' if over else ''} |"
+            f"| {row['peak']:.0f} | longest /metrics scrape (every {SCRAPE_EVERY:g} s, Prometheus's headers) "
+            f"{cell(row['scrape_all'])} ms{'; over the 20 ms bar' if over else ''} |"
         )
     if scrape is not None:
         text = scrape["plain_text_ms"] / scrape["text_ms"]
@@ -658,18 +680,35 @@ def print_table(rows: list[dict[str, Any]], scrape: dict[str, float] | None, anc
         print(f"| anchor: {name}, 100k series | | | | | | | {figure} |")
 
 
-def run_state_bench() -> None:
-    """The state engineer's 30-day state-size bench, when this checkout has it."""
-    script = ROOT / "bench" / "state_bench.py"
-    if script.exists():
-        print("\nbench/state_bench.py:", flush=True)
-        subprocess.run([sys.executable, str(script)], cwd=ROOT, timeout=600, check=False)
+def run_state_bench(streams: int) -> dict[str, Any] | None:
+    """bench/state_bench.py's 30 simulated days of a Streams Charts source, when present."""
+    if not (ROOT / "bench" / "state_bench.py").exists():
+        return None
+    sys.path.insert(0, str(ROOT / "bench"))
+    import state_bench
+
+    return state_bench.run(streams)
+
+
+def print_state_row(figures: dict[str, Any]) -> None:
+    first, last = figures["first"], figures["last"]
+    print(
+        f"| Streams Charts {figures['streams'] // 1000}k streams, 30 simulated days, a poll an hour "
+        f"(bench/state_bench.py, in process) | {figures['cycles']} "
+        f"| {first['poll_s']:.2f} → {last['poll_s']:.2f} | | while writing state: "
+        f"{first['write_stall_ms']:.1f} → {last['write_stall_ms']:.1f} | | "
+        f"| reserve, all units {first['reserve_ms']:.1f} → {last['reserve_ms']:.1f} ms; "
+        f"state file {first['file_mb']:.2f} → {last['file_mb']:.2f} MB; "
+        f"{figures['ledger_entries']} ledger entries |"
+    )
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="smaller accounts and fewer polls (about two minutes)")
-    parser.add_argument("--only", help="comma-separated scenario names (default: all, then the scrape rows)")
+    parser.add_argument(
+        "--only", help="comma-separated names: scenarios (gcore-100k, ...), scrape, state (default: all)"
+    )
     parser.add_argument("--scrapes", type=int, default=None, help="scrapes per variant for the scrape rows")
     parser.add_argument("--reports", type=Path, help="keep each scenario's raw JSON lines in this directory")
     parser.add_argument("--role", choices=["exporter", "prober", "simulator"], help=argparse.SUPPRESS)
@@ -698,10 +737,14 @@ def main() -> None:
         print("scrape: 100k series, ours vs a plain registry and the anchors ...", file=sys.stderr, flush=True)
         scrape = measure_scrape_ratios(100_000, scrapes)
         anchors = measure_anchors(100_000, min(scrapes, 10))
+    state = None
+    if chosen is None or "state" in chosen:
+        print("state: 30 simulated days of Streams Charts ...", file=sys.stderr, flush=True)
+        state = run_state_bench(2_000 if args.quick else 10_000)
     print(f"\nmachine: {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f} at the end")
     print_table(rows, scrape, anchors)
-    if chosen is None:
-        run_state_bench()
+    if state is not None:
+        print_state_row(state)
 
 
 if __name__ == "__main__":
