@@ -146,7 +146,7 @@ class _SourceState:
         shared.extend(f'{label}="{text}"' for label, text in self._constant if label not in own)
         prefix = f'{table.name}{{{self._head},{table.label}="'
         suffix = "".join(f",{part}" for part in shared) + "} "
-        for label_value, value in table.label_values():
+        for label_value, value in table.rows():
             yield f'{prefix}{escape_label_value(label_value)}"{suffix}{format_value(float(value))}\n'.encode()
 
 

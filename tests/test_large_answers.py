@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from array import array
 from datetime import UTC, datetime
 from typing import Any
 
@@ -22,10 +23,8 @@ LABELS = (("stream", "all"), ("granularity", "1m"))
 
 
 def table(clients: int) -> SampleTable:
-    rows: list[Any] = []
-    for index in range(clients):
-        rows += (f"c{index}", float(index % 977), CLOSED)
-    return SampleTable("livestream_unique_viewers", "client", LABELS, tuple(rows), 3)
+    values = array("d", (index % 977 for index in range(clients)))
+    return SampleTable("livestream_unique_viewers", "client", LABELS, [f"c{index}" for index in range(clients)], values)
 
 
 def store() -> AudienceStore:
@@ -56,8 +55,7 @@ class Ticker:
 
 
 def test_a_table_iterates_indexes_and_compares_as_its_samples() -> None:
-    rows = ("a", 5.0, 1.0, "b", 7.0, 2.0)
-    samples = SampleTable("livestream_unique_viewers", "client", LABELS, rows, 3)
+    samples = SampleTable("livestream_unique_viewers", "client", LABELS, ["a", "b"], array("d", [5, 7]))
     expected = [
         Sample.of("livestream_unique_viewers", 5, client="a", stream="all", granularity="1m"),
         Sample.of("livestream_unique_viewers", 7, client="b", stream="all", granularity="1m"),

@@ -13,6 +13,8 @@ from __future__ import annotations
 import asyncio
 import math
 import sys
+from array import array
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -95,10 +97,10 @@ class Gcore(Provider):
     def __init__(self, settings: GcoreSettings, shard: ShardView = WHOLE_SOURCE) -> None:
         super().__init__(settings, shard)
         self._units = [str(sid) for sid in settings.stream_ids] if settings.stream_ids else [TOTAL_UNIT]
-        self._newest: dict[str, list[Any]] = {}
-        """Per unit, the newest closed bucket seen per client as (client, count, start, client,
-        count, start, ...): one flat list, small enough for 100k streams or a million clients,
-        and the rows of the SampleTable the unit's last poll returned."""
+        self._newest: dict[str, Columns] = {}
+        """Per unit, the newest closed bucket seen per client, as columns: small enough for 100k
+        streams or a million clients, and the columns of the SampleTable the unit's last poll
+        returned."""
         self._oldest: dict[str, float] = {}
         """Per unit, the oldest bucket start in `_newest` (where the next poll's window starts)."""
 
@@ -162,9 +164,9 @@ class Gcore(Provider):
         answer is forgotten (the stream left)."""
         if not isinstance(body, list):
             raise InvalidBody("expected a JSON list of clients")
-        seen = self._newest.get(stream, [])
-        remembered = RowIndex(len(seen))
-        remembered.add(seen, 0, len(seen))
+        seen = self._newest.get(stream) or Columns()
+        remembered = RowIndex(len(seen.clients))
+        remembered.add(seen.clients, 0, len(seen.clients))
         reader = _AnswerReader(self, stream, now, result, remembered)
         for entry in body:
             reader.add(entry)
@@ -173,10 +175,10 @@ class Gcore(Provider):
     async def parse_answer(self, answer: Answer, stream: str, now: float, result: PollResult) -> SampleTable:
         """`parse`, decoding the answer as it goes and giving the event loop back every few
         hundred clients, so a reseller account's answer of a million clients never stalls it."""
-        seen = self._newest.get(stream, [])
-        remembered = RowIndex(len(seen))
-        for first in range(0, len(seen), ROW * INDEX_SLICE):
-            remembered.add(seen, first, first + ROW * INDEX_SLICE)
+        seen = self._newest.get(stream) or Columns()
+        remembered = RowIndex(len(seen.clients))
+        for first in range(0, len(seen.clients), INDEX_SLICE):
+            remembered.add(seen.clients, first, first + INDEX_SLICE)
             await asyncio.sleep(0)
         reader = _AnswerReader(self, stream, now, result, remembered)
         async for entry in answer.json_items("clients"):
@@ -184,13 +186,13 @@ class Gcore(Provider):
         table = self._keep(stream, reader)
         for shard in remembered.shards:
             await release(shard)
-        await release(seen)
+        await release(seen.clients)
         return table
 
     def _keep(self, stream: str, reader: _AnswerReader) -> SampleTable:
-        rows = reader.rows
-        self._newest[stream] = rows
-        if rows:
+        newest = reader.newest
+        self._newest[stream] = newest
+        if newest.clients:
             self._oldest[stream] = reader.oldest
         else:
             self._oldest.pop(stream, None)
@@ -198,16 +200,23 @@ class Gcore(Provider):
             UNIQUE_VIEWERS.name,
             "client",
             (("stream", stream), ("granularity", self.settings.granularity)),
-            rows,
-            ROW,
+            newest.clients,
+            newest.counts,
             reader.total,
         )
 
 
-ROW = 3
-"""A remembered client is (client, count, timestamp) in a flat list: also a SampleTable's rows.
-A list, not a tuple: a million rows are built without a final copy and freed a slice at a time
-(see exporter.slices) once the next poll has replaced them."""
+@dataclass(frozen=True, slots=True)
+class Columns:
+    """Per client of one unit, the newest closed bucket: its count and start, same position in
+    each column. The clients list is freed a slice at a time (see exporter.slices) once the next
+    poll has replaced it; the arrays hold no object per value and are freed in one call."""
+
+    clients: list[str] = field(default_factory=list)
+    counts: array[float] = field(default_factory=lambda: array("d"))
+    starts: array[float] = field(default_factory=lambda: array("d"))
+
+
 INDEX_SLICE = 2_000
 """Remembered clients indexed per event-loop turn (a few ms)."""
 
@@ -216,20 +225,20 @@ INDEX_SHARDS = 64
 
 
 class RowIndex:
-    """Client -> where its row starts in the remembered rows, as INDEX_SHARDS dicts by hash: one
+    """Client -> its position in the remembered columns, as INDEX_SHARDS dicts by hash: one
     dict of a million keys rehashes them all at once when it grows (~30 ms) and frees them all at
     once when dropped; a shard is 1/64th of either."""
 
     def __init__(self, positions: int) -> None:
-        """`positions`: the length of the rows to index; an answer of a few thousand clients
+        """`positions`: how many clients to index; an answer of a few thousand clients
         (a stream of a `stream_ids` source) gets one dict."""
-        self.shards: list[dict[str, int]] = [{} for _ in range(INDEX_SHARDS if positions > ROW * INDEX_SLICE else 1)]
+        self.shards: list[dict[str, int]] = [{} for _ in range(INDEX_SHARDS if positions > INDEX_SLICE else 1)]
 
-    def add(self, rows: list[Any], start: int, stop: int) -> None:
-        """Index the rows starting at positions start, start + ROW, ... before stop."""
+    def add(self, clients: list[str], start: int, stop: int) -> None:
+        """Index the clients at positions start to stop."""
         shards = self.shards
-        for where in range(start, min(stop, len(rows)), ROW):
-            client = rows[where]
+        for where in range(start, min(stop, len(clients))):
+            client = clients[where]
             shards[hash(client) % len(shards)][client] = where
 
     def get(self, client: str) -> int | None:
@@ -237,16 +246,16 @@ class RowIndex:
 
 
 class _AnswerReader:
-    """One answer's clients, turned into rows one client at a time (see `Gcore.parse`)."""
+    """One answer's clients, turned into columns one client at a time (see `Gcore.parse`)."""
 
     def __init__(self, gcore: Gcore, stream: str, now: float, result: PollResult, remembered: RowIndex) -> None:
         self.granularity = gcore.granularity_seconds
         self.now = now
         self.oldest_wanted = (now // self.granularity) * self.granularity - CLOSED_BUCKETS_ASKED * self.granularity
-        self.seen = gcore._newest.get(stream, [])
+        self.seen = gcore._newest.get(stream) or Columns()
         self.remembered = remembered
         self.result = result
-        self.rows: list[Any] = []
+        self.newest = Columns()
         self.oldest = math.inf
         self.total = 0.0
 
@@ -258,12 +267,14 @@ class _AnswerReader:
         client = sys.intern(str(entry.get("client", "")))
         where = self.remembered.get(client)
         if where is not None:
-            known = (self.seen[where + 2], self.seen[where + 1])
+            known = (self.seen.starts[where], self.seen.counts[where])
             if known[0] >= self.oldest_wanted and (newest is None or known[0] > newest[0]):
                 newest = known
         if newest is None:
             return
-        self.rows += (client, newest[1], newest[0])
+        self.newest.clients.append(client)
+        self.newest.counts.append(newest[1])
+        self.newest.starts.append(newest[0])
         self.oldest = min(self.oldest, newest[0])
         self.total += newest[1]
         self.result.note_timestamp(newest[0])
