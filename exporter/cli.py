@@ -29,6 +29,7 @@ from exporter.demo import RunningSimulators, simulators, start_simulators
 from exporter.demo.faults import FAULT_PATH
 from exporter.families import AUDIENCE_FAMILIES
 from exporter.landing import LandingContext, exposed
+from exporter.memory import pin_mmap_threshold
 from exporter.logs import LEVELS, Redactor, setup_logging
 from exporter.metrics import AudienceStore, ExporterMetrics, Exposition
 from exporter.probe import health_probe
@@ -302,6 +303,7 @@ async def serve(setup: Setup, args: argparse.Namespace, redactor: Redactor, secu
     # What is loaded by now lives as long as the process: freezing it keeps every later full
     # garbage collection from walking it (a stall of tens of ms per collection otherwise).
     gc.freeze()
+    pin_mmap_threshold()
     exporter.scheduler.start()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
