@@ -29,8 +29,8 @@ from exporter.demo import RunningSimulators, simulators, start_simulators
 from exporter.demo.faults import FAULT_PATH
 from exporter.families import AUDIENCE_FAMILIES
 from exporter.landing import LandingContext, exposed
-from exporter.memory import pin_mmap_threshold
 from exporter.logs import LEVELS, Redactor, setup_logging
+from exporter.memory import pin_mmap_threshold
 from exporter.metrics import AudienceStore, ExporterMetrics, Exposition
 from exporter.probe import health_probe
 from exporter.providers import providers
