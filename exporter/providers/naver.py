@@ -12,12 +12,14 @@ The answer holds an hour of one-minute points, newest first; the point with the 
 from __future__ import annotations
 
 import logging
+import time
 from datetime import UTC, datetime
 from typing import Annotated, Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import AfterValidator
 
+from exporter.history.points import HistoryResult, TimedSample, history_units
 from exporter.providers import register
 from exporter.providers.base import (
     Answer,
@@ -28,6 +30,7 @@ from exporter.providers.base import (
     Provider,
     Sample,
     error_body,
+    is_number,
     newest_point,
     poll_units,
 )
@@ -104,6 +107,7 @@ class Naver(Provider):
     name = "naver"
     settings_model = NaverSettings
     default_base_url = "https://ma-dashboard-api.vpe.naverncp.com"
+    history_supported = True
     settings: NaverSettings
 
     def __init__(self, settings: SourceSettings) -> None:
@@ -118,12 +122,12 @@ class Naver(Provider):
     def params(self) -> dict[str, str]:
         return {"device": self.settings.device, "videoType": self.settings.video_type}
 
+    def headers(self) -> dict[str, str]:
+        return {"x-api-key": self.settings.api_key.get_secret_value(), "x-project-id": self.settings.project_id}
+
     async def poll(self, fetch: Fetcher, now: datetime) -> PollResult:
         url = f"{self.base_url}{PATH}"
-        headers = {
-            "x-api-key": self.settings.api_key.get_secret_value(),
-            "x-project-id": self.settings.project_id,
-        }
+        headers = self.headers()
 
         async def poll_chart(unit: str, result: PollResult) -> list[Sample]:
             async with fetch.get("current_viewers", url, params=self.params(), headers=headers) as answer:
@@ -134,8 +138,52 @@ class Naver(Provider):
         return await poll_units(self.active_units(), poll_chart)
 
     def parse(self, body: Any, now: float, result: PollResult) -> list[Sample]:
-        """Only a body with a `result` list and no `error` is a success (NAVER answers most
-        failures with HTTP 200); the point with the newest `logDate` becomes the sample."""
+        """The point with the newest `logDate` becomes the sample."""
+        newest = newest_point(
+            self.points(body),
+            lambda point: log_date_to_unix(point.get("logDate"), self.zone),
+            "currentViewerCnt",
+            result,
+        )
+        if newest is None:
+            return []
+        self._check_zone(newest[0], now)
+        return [self.sample(newest[1])]
+
+    def sample(self, viewers: float) -> Sample:
+        return Sample.of(
+            "livestream_concurrent_viewers", viewers, device=self.settings.device, video_type=self.settings.video_type
+        )
+
+    async def history(self, fetch: Fetcher, start: float, end: float) -> HistoryResult:
+        """The points of the one hour NAVER keeps whose `logDate` lies in `start`..`end`; a start
+        older than that hour is clipped (`kept_since`), which is no failure."""
+        kept_since = time.time() - MAX_AGE
+
+        async def history_of(unit: str, result: HistoryResult) -> list[TimedSample]:
+            async with fetch.get(
+                "current_viewers", f"{self.base_url}{PATH}", params=self.params(), headers=self.headers()
+            ) as answer:
+                if answer.status != 200:
+                    raise PollError(error_reason(answer), status=answer.status, retry_after=answer.retry_after)
+                found: dict[float, TimedSample] = {}
+                for point in self.points(answer.json()):
+                    ts = log_date_to_unix(point.get("logDate"), self.zone) if isinstance(point, dict) else None
+                    viewers = point.get("currentViewerCnt") if isinstance(point, dict) else None
+                    if ts is None or not is_number(viewers):
+                        result.rejected_points += 1
+                    elif start <= ts <= end:
+                        found[ts] = TimedSample(ts, self.sample(viewers))
+                return [found[ts] for ts in sorted(found)]
+
+        result = await history_units(self.active_units(), history_of)
+        if start < kept_since:
+            result.kept_since = kept_since
+        return result
+
+    def points(self, body: Any) -> list[Any]:
+        """The `result` list. Only a body with a `result` list and no `error` is a success (NAVER
+        answers most failures with HTTP 200)."""
         if not isinstance(body, dict):
             raise InvalidBody("expected a JSON object")
         reason = _vendor_error(body)
@@ -147,20 +195,7 @@ class Naver(Provider):
             raise PollError(f"code {code}: {message}", status=200)
         if not isinstance(points, list):
             raise InvalidBody(f"code {code}: {message} (no result list)", status=200)
-        newest = newest_point(
-            points, lambda point: log_date_to_unix(point.get("logDate"), self.zone), "currentViewerCnt", result
-        )
-        if newest is None:
-            return []
-        self._check_zone(newest[0], now)
-        return [
-            Sample.of(
-                "livestream_concurrent_viewers",
-                newest[1],
-                device=self.settings.device,
-                video_type=self.settings.video_type,
-            )
-        ]
+        return points
 
     def _check_zone(self, newest: float, now: float) -> None:
         """Warn once (until it is plausible again) when the newest point, read in `timezone`,
