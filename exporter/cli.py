@@ -27,6 +27,7 @@ from exporter import __version__
 from exporter.config import Config, ConfigError, load_config, parse_config
 from exporter.demo import RunningSimulators, start_simulators
 from exporter.demo.faults import FAULT_PATH
+from exporter.history import backfill
 from exporter.logs import LEVELS, Redactor, setup_logging
 from exporter.metrics import CONTRACT_FAMILIES, AudienceStore, ExporterMetrics, Exposition
 from exporter.providers import providers
@@ -336,6 +337,9 @@ async def amain(args: argparse.Namespace, redactor: Redactor) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["backfill"]:
+        return backfill.main(argv[1:])
     args = build_parser().parse_args(argv)
     redactor = Redactor()
     setup_logging(args.log_level, args.log_format, redactor)

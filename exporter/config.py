@@ -18,6 +18,7 @@ from typing import Any
 import yaml
 from pydantic import Field, SecretStr, ValidationError
 
+from exporter.history.settings import HistorySettings
 from exporter.providers import providers
 from exporter.settings import Duration, SourceSettings, StrictModel
 from exporter.sharding import ShardSetting, TotalShards
@@ -34,6 +35,7 @@ class GlobalSettings(StrictModel):
     state_dir: str = Field(default_factory=default_state_dir)
     shard: ShardSetting = 0
     total_shards: TotalShards = 1
+    history: HistorySettings | None = None
 
 
 @dataclass
