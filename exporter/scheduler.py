@@ -29,6 +29,7 @@ from exporter import __version__
 from exporter.backoff import DEFAULT_POLICY, BackoffPolicy, Retry
 from exporter.config import Config
 from exporter.fetch import SourceFetcher
+from exporter.history.filler import GapFiller
 from exporter.metrics import AudienceStore, ExporterMetrics, SourceIdentity
 from exporter.providers import providers
 from exporter.providers.base import ALL_UNITS, PollError, PollResult, Provider
@@ -133,6 +134,7 @@ class Scheduler:
         self.redact = redact
         self.backoff = backoff
         self.state = StateFiles(config.global_.state_dir)
+        self.history = GapFiller(config.global_.history, config.global_.state_dir, metrics.registry)
         self.sources: dict[str, SourceRuntime] = {}
         self.session: aiohttp.ClientSession | None = None
         self._limiters: dict[tuple[str, str], SlidingWindowLimiter] = {}
@@ -246,6 +248,7 @@ class Scheduler:
         session's connections are closed."""
         self._closing = True
         await self._cancel_polls(list(self.sources.values()))
+        await self.history.close()
         if self._aps is not None and self._aps.running:
             self._aps.shutdown(wait=False)
         if self.session is not None:
@@ -338,6 +341,7 @@ class Scheduler:
             runtime.task = None
         now = time.time()
         await self.store.apply_sliced(name, result, now)
+        self.history.after_poll(runtime, result, now)
         self._pause_if_rate_limited(runtime, result)
         if result.rejected_points:
             self.metrics.rejected_points.labels(*labels).inc(result.rejected_points)
