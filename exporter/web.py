@@ -105,6 +105,8 @@ async def landing_handler(request: web.Request) -> web.Response:
     rows = []
     for runtime in scheduler.sources.values():
         state = "pending" if runtime.polls == 0 else ("up" if runtime.up else "down")
+        gap = scheduler.history.status(runtime.name)
+        state += f"; {gap}" if gap else ""
         cells = [
             runtime.name,
             runtime.identity.provider,

@@ -131,7 +131,8 @@ class GapFiller:
         self.metrics = HistoryMetrics(registry) if settings is not None else None
         self.sources: dict[str, SourceGaps] = {}
         self._writer: RemoteWriter | None = None
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._fills: set[asyncio.Task[None]] = set()
+        self._saves: set[asyncio.Task[None]] = set()
 
     def after_poll(self, runtime: SourceRuntime, result: PollResult, now: float) -> None:
         """Note which units were published; start filling the gaps of those that answered again."""
@@ -140,6 +141,8 @@ class GapFiller:
         gaps = self.sources.get(runtime.name)
         if gaps is None:
             gaps = self.sources[runtime.name] = SourceGaps(self.state.load(runtime.name))
+            for outcome in OUTCOMES:
+                self.metrics.samples.labels(runtime.name, runtime.identity.provider, outcome)
         units = runtime.provider.active_units()
         failed = set(units) if ALL_UNITS in result.failures else set(result.failures)
         threshold = GAP_AFTER_INTERVALS * runtime.interval
@@ -153,10 +156,10 @@ class GapFiller:
                 gaps.missing[unit] = last
         gaps.times = UnitTimes(now, behind)
         self._note_pending(runtime, gaps, now)
-        self._keep(asyncio.get_running_loop().create_task(self._save(runtime.name, gaps)))
+        self._keep(self._saves, asyncio.get_running_loop().create_task(self._save(runtime.name, gaps)))
         if gaps.missing and (gaps.task is None or gaps.task.done()):
             gaps.task = asyncio.get_running_loop().create_task(self._fill(runtime, gaps, now))
-            self._keep(gaps.task)
+            self._keep(self._fills, gaps.task)
 
     def status(self, source: str) -> str | None:
         """A line for the landing page while a source has a gap being filled, else None."""
@@ -170,13 +173,16 @@ class GapFiller:
         return f"{doing} a gap since {iso(oldest)}"
 
     async def close(self) -> None:
-        for task in list(self._tasks):
+        """Cancel the fills in flight (the next start finds the same gaps) and finish the
+        state writes, so the next start knows when each unit was last published."""
+        for task in list(self._fills):
             task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await asyncio.gather(*self._fills, *self._saves, return_exceptions=True)
 
-    def _keep(self, task: asyncio.Task[None]) -> None:
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+    @staticmethod
+    def _keep(tasks: set[asyncio.Task[None]], task: asyncio.Task[None]) -> None:
+        tasks.add(task)
+        task.add_done_callback(tasks.discard)
 
     async def _save(self, source: str, gaps: SourceGaps) -> None:
         data = gaps.times.as_json()
