@@ -276,6 +276,7 @@ class Scheduler:
                 continue
             await self._retire(runtime)
         self.config = config
+        self.history.configure(config.global_.history)
         self.store.stale_after = config.global_.stale_after
         if config.global_.state_dir != str(self.state.directory):
             self.state = StateFiles(config.global_.state_dir)

@@ -126,13 +126,22 @@ class GapFiller:
     """The scheduler's one entry point is `after_poll`; `close` cancels what is in flight."""
 
     def __init__(self, settings: HistorySettings | None, state_dir: str, registry: CollectorRegistry) -> None:
-        self.settings = settings
+        self.settings: HistorySettings | None = None
         self.state = StateStore(state_dir)
-        self.metrics = HistoryMetrics(registry) if settings is not None else None
+        self.registry = registry
+        self.metrics: HistoryMetrics | None = None
         self.sources: dict[str, SourceGaps] = {}
         self._writer: RemoteWriter | None = None
+        self.configure(settings)
         self._fills: set[asyncio.Task[None]] = set()
         self._saves: set[asyncio.Task[None]] = set()
+
+    def configure(self, settings: HistorySettings | None) -> None:
+        """Take a reloaded `global.history`: the receiver and its credentials apply from the next fill."""
+        self.settings = settings
+        self._writer = None
+        if settings is not None and self.metrics is None:
+            self.metrics = HistoryMetrics(self.registry)
 
     def after_poll(self, runtime: SourceRuntime, result: PollResult, now: float) -> None:
         """Note which units were published; start filling the gaps of those that answered again."""
@@ -211,6 +220,11 @@ class GapFiller:
         except Exception as error:  # a history bug must never stop live polling
             log.exception("history request failed unexpectedly", extra={"source": runtime.name})
             history = HistoryResult(failures={ALL_UNITS: PollError(f"internal error: {type(error).__name__}")})
+        if history.kept_since is not None:
+            log.warning(
+                "the vendor no longer keeps the oldest part of the gap; it stays empty",
+                extra={"source": runtime.name, "from": iso(start), "to": iso(history.kept_since)},
+            )
         if history.failures:
             log.info(
                 "history not available yet; trying again after the next good poll",

@@ -59,3 +59,14 @@ async def test_without_global_history_nothing_is_kept_or_exposed(tmp_path: Path)
 
     assert not (tmp_path / "history").exists()
     assert pending(registry) is None
+
+
+async def test_global_history_added_by_a_reload_takes_effect(tmp_path: Path) -> None:
+    registry = CollectorRegistry()
+    filler = GapFiller(None, str(tmp_path), registry)
+
+    filler.configure(SETTINGS)
+    filler.after_poll(runtime(), PollResult(samples={"all": []}), 1000.0)
+
+    assert pending(registry) == 0.0
+    await filler.close()
