@@ -26,7 +26,7 @@ import math
 import re
 import struct
 import zlib
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -127,12 +127,13 @@ class _SourceState:
         )
 
     def series_line(self, name: str, labels: Labels, value: float) -> bytes:
-        """`name{labels} value\\n`, labels escaped for both exposition formats."""
+        """`name{labels} value\\n`, labels escaped for both exposition formats. A lone surrogate
+        (a vendor's title cut inside an emoji) becomes `?` so the rest still publishes."""
         parts = [self._head, *(f'{label}="{escape_label_value(text)}"' for label, text in labels)]
         if self._constant:
             own = {label for label, _ in labels}
             parts.extend(f'{label}="{text}"' for label, text in self._constant if label not in own)
-        return f"{name}{{{','.join(parts)}}} {format_value(value)}\n".encode()
+        return f"{name}{{{','.join(parts)}}} {format_value(value)}\n".encode(errors="replace")
 
 
 class AudienceStore:
@@ -444,6 +445,18 @@ class ExporterMetrics:
             src,
             registry=self.registry,
         )
+        self.source_rate_limited = Gauge(
+            "livestream_exporter_source_rate_limited",
+            "1 while the source waits for a vendor's Retry-After or its own rate budget, else 0.",
+            src,
+            registry=self.registry,
+        )
+        self.polls_skipped = Counter(
+            "livestream_exporter_polls_skipped",
+            "Polls not started because the previous one was still running.",
+            src,
+            registry=self.registry,
+        )
         self.credits_spent = Counter(
             "livestream_exporter_credits_spent",
             "Vendor credits spent (Streams Charts).",
@@ -493,10 +506,13 @@ class ExporterMetrics:
         self.build_info.labels(version, python_version).set(1)
         self.config_reload_ok.set(1)
 
-    def add_source(self, source: str, provider: str, interval: float) -> None:
+    def add_source(
+        self, source: str, provider: str, interval: float, rate_limited: Callable[[], bool] = lambda: False
+    ) -> None:
         self.source_up.labels(source, provider).set(0)
         self.poll_interval.labels(source, provider).set(interval)
-        for counter in (self.rate_limited, self.rejected_points):
+        self.source_rate_limited.labels(source, provider).set_function(lambda: 1 if rate_limited() else 0)
+        for counter in (self.rate_limited, self.rejected_points, self.polls_skipped):
             counter.labels(source, provider)
         self.request_duration.labels(source, provider)
 
@@ -508,6 +524,8 @@ class ExporterMetrics:
             self.newest_sample,
             self.poll_interval,
             self.rate_limited,
+            self.source_rate_limited,
+            self.polls_skipped,
             self.credits_spent,
             self.credits_remaining,
             self.rejected_points,
