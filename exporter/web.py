@@ -104,17 +104,15 @@ async def landing_handler(request: web.Request) -> web.Response:
     telemetry_path = request.app[TELEMETRY_PATH_KEY]
     rows = []
     for runtime in scheduler.sources.values():
-        state = "pending" if runtime.polls == 0 else ("up" if runtime.up else "down")
-        if runtime.is_rate_limited():
-            state += ", rate limited"
+        status = runtime.status
         cells = [
-            runtime.name,
-            runtime.identity.provider,
-            state,
-            f"{runtime.interval:g}s",
-            _when(runtime.last_success),
-            _when(runtime.next_poll),
-            runtime.last_error or "",
+            status.name,
+            status.provider,
+            status.state(),
+            f"{status.interval:g}s",
+            _when(status.last_success),
+            _when(status.next_poll),
+            status.last_error or "",
         ]
         rows.append("<tr>" + "".join(f"<td>{html.escape(cell)}</td>" for cell in cells) + "</tr>")
     page = f"""<!DOCTYPE html>

@@ -1,0 +1,37 @@
+"""The one writer of a source's state: what its counters and its provider (a credit ledger) must
+remember across restarts, read when the source starts and written after each poll through
+`StateFiles`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from exporter.metrics import AudienceStore
+from exporter.sources import SourceRuntime
+from exporter.state import StateFiles
+
+
+class Persistence:
+    def __init__(self, store: AudienceStore, directory: str) -> None:
+        self.store = store
+        self.files = StateFiles(directory)
+
+    @property
+    def directory(self) -> Path:
+        return self.files.directory
+
+    def move_to(self, directory: str) -> None:
+        """A reload changed `global.state_dir`: later reads and writes go there."""
+        if directory != str(self.files.directory):
+            self.files = StateFiles(directory)
+
+    def restore(self, runtime: SourceRuntime) -> None:
+        saved = self.files.load(runtime.name)
+        self.store.add_source(runtime.identity, saved)
+        runtime.provider.restore_state(saved.get("provider"))
+
+    def save(self, runtime: SourceRuntime) -> None:
+        counters = self.store.counter_state(runtime.name)
+        provider_state = runtime.provider.export_state()
+        if counters["counters"] or provider_state:
+            self.files.save(runtime.name, {**counters, "provider": provider_state})
