@@ -106,12 +106,14 @@ async def read_capped(response: aiohttp.ClientResponse, limit: int) -> bytes:
         and "Content-Encoding" not in response.headers
     ):
         raise AnswerTooLarge
-    body = bytearray()
+    chunks: list[bytes] = []
+    size = 0
     async for chunk in response.content.iter_chunked(READ_CHUNK):
-        body += chunk
-        if len(body) > limit:
+        size += len(chunk)
+        if size > limit:
             raise AnswerTooLarge
-    return bytes(body)
+        chunks.append(chunk)
+    return b"".join(chunks)
 
 
 class SourceFetcher:
