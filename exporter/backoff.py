@@ -22,7 +22,7 @@ import random
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from exporter.providers.base import PollResult
+from exporter.poll import PollResult
 
 MAX_RETRY_AFTER = 3600.0
 """The longest vendor `Retry-After` honoured, wherever it is (backoff, the shared limiter): one

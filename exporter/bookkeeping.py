@@ -7,7 +7,7 @@ poll's result) and this one place writes it to the metrics, so no provider touch
 
 from __future__ import annotations
 
-from exporter.providers.base import PollResult
+from exporter.poll import PollResult
 from exporter.selfmetrics import ExporterMetrics
 from exporter.status import SourceStatus
 

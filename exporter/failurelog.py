@@ -1,7 +1,7 @@
 """Saying a source's failed polls: one line each, at warning level the first time a kind of
 failure is seen (until the source recovers), at debug level after that, never a secret.
 
-    >>> from exporter.providers.base import PollError
+    >>> from exporter.poll import PollError
     >>> describe_failures({"101": PollError("503: busy", status=503), "102": PollError("503: busy", status=503)})
     '101, 102: 503: busy'
 """
@@ -11,8 +11,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 
-from exporter.backoff import Retry
-from exporter.providers.base import ALL_UNITS, PollError, PollResult
+from exporter.poll import ALL_UNITS, PollError, PollResult
 
 log = logging.getLogger(__name__)
 
@@ -56,18 +55,15 @@ class FailureLog:
         self.redact = redact
         self.said: frozenset[str] | None = None
 
-    def failed(self, result: PollResult, retry: Retry | None, interval: float) -> str:
-        """Log the failed poll; returns its redacted reason (the landing page's last error)."""
+    def failed(self, result: PollResult, next_try: tuple[float, str] | None) -> str:
+        """Log the failed poll, with when and why the next try comes when one is planned (not so
+        with `--once`); returns its redacted reason (the landing page's last error)."""
         reason = self.redact(describe_failures(result.failures))
         kinds = frozenset(failure_kind(error) for error in result.failures.values())
         credentials = any(error.credentials_rejected for error in result.failures.values())
-        extra = {
-            "source": self.source,
-            "provider": self.provider,
-            "reason": reason,
-            "retry_in": f"{retry.delay if retry else interval:.1f}s",
-            "retry_why": retry.why if retry else "interval",
-        }
+        extra = {"source": self.source, "provider": self.provider, "reason": reason}
+        if next_try is not None:
+            extra.update(retry_in=f"{next_try[0]:.1f}s", retry_why=next_try[1])
         if kinds != self.said:
             self.said = kinds
             log.warning("credentials rejected" if credentials else "poll failed", extra=extra)

@@ -25,7 +25,7 @@ from urllib.parse import urlsplit
 import aiohttp
 
 from exporter.backoff import MAX_RETRY_AFTER
-from exporter.providers.base import Answer, InvalidBody, PollError
+from exporter.poll import Answer, InvalidBody, PollError
 
 log = logging.getLogger(__name__)
 

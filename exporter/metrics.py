@@ -1,4 +1,5 @@
-"""The only place that knows metric names, HELP, exposition formats, staleness and counter rules.
+"""The only place that knows exposition formats, staleness and counter rules; metric names, types
+and HELP come from the one table in `exporter.families`.
 
 Audience series are rendered to bytes when their source is polled, one piece per (family,
 source), and a scrape only writes those pieces out under one HELP/TYPE header per family (or
@@ -9,51 +10,36 @@ exporter's own metrics are few and live in a prometheus_client registry (exporte
 Counters built from vendor running totals follow one rule: per series, the highest value seen
 for each part (a day, a stream) is kept and the counter is their sum, so it never decreases when
 a vendor revises a part downwards or a part leaves the query window; the parts are saved in the
-state file so a restart continues where it stopped. A negative or NaN total is ignored: no
-counter can hold it, and OpenMetrics parsers reject the whole scrape over it.
+state file so a restart continues where it stopped. A negative, NaN or infinite total (or one that
+would take the sum to infinity) is ignored, from a vendor or a state file alike: no counter can
+hold it, and OpenMetrics parsers reject the whole scrape over it. Day parts old enough that no
+vendor asks for them again are folded into one part, and a unit that leaves the config takes its
+counters with it, so the state stays bounded however long the exporter runs.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import math
+import re
 import struct
 import zlib
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from prometheus_client.utils import floatToGoString
 
-from exporter.providers.base import ALL_UNITS, Labels, MetricFamily, PollResult, Sample
+from exporter.families import MetricFamily
+from exporter.poll import ALL_UNITS, Labels, PollResult, Sample
 from exporter.selfmetrics import ExporterMetrics
+
+log = logging.getLogger(__name__)
 
 TEXT_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 OPENMETRICS_CONTENT_TYPE = "application/openmetrics-text; version=1.0.0; charset=utf-8"
-
-CONTRACT_FAMILIES: tuple[MetricFamily, ...] = (
-    MetricFamily(
-        "livestream_concurrent_viewers",
-        "gauge",
-        "Concurrent viewers at the newest vendor point (LLS: the peak within that interval; "
-        "NAVER: player-measured current viewers).",
-    ),
-    MetricFamily(
-        "livestream_unique_viewers",
-        "gauge",
-        "Unique viewers in the newest closed bucket of the given granularity (Gcore, via CDN).",
-    ),
-    MetricFamily(
-        "livestream_viewer_seconds_total", "counter", "Seconds watched by viewers, summed over vendor totals."
-    ),
-    MetricFamily("livestream_ingest_seconds_total", "counter", "Seconds of ingest (input streamed)."),
-    MetricFamily("livestream_sessions_total", "counter", "Livestream sessions."),
-    MetricFamily("livestream_peak_viewers", "gauge", "Peak concurrent viewers of a stream."),
-    MetricFamily("livestream_average_viewers", "gauge", "Average concurrent viewers of a stream."),
-    MetricFamily("livestream_airtime_seconds", "gauge", "Seconds a stream has been on air."),
-    MetricFamily("livestream_followers_gained_total", "counter", "Followers gained during a stream."),
-    MetricFamily("livestream_stream_info", "gauge", "Descriptive text of a stream; the value is always 1."),
-)
 
 
 def escape_label_value(value: str) -> str:
@@ -92,6 +78,17 @@ class SourceIdentity:
 
 
 SeriesKey = tuple[str, Labels]
+CounterEntry = dict[str, Any]
+"""One counter as the state file holds it: {"name", "labels", "parts": {part: total}, "unit"}."""
+FOLDED_PART = "folded"
+"""The part holding the sum of day parts that can no longer change."""
+FOLD_AFTER_DAYS = 33
+"""A day part (`2024-07-01`) this many days older than the source's newest day can no longer
+change: no vendor asks further back (Cloudflare catches up at most 31 days, then yesterday), so it
+is added into FOLDED_PART and a later sample for that day is ignored (it is already counted there).
+Measured from the newest day the vendor reported (a day past tomorrow counts as tomorrow), not
+from the local clock, so a skewed clock never drops a day that can still change."""
+_DAY_PART = re.compile(r"\d{4}-\d{2}-\d{2}")
 SLICE = 250
 """Units (or rendered lines) handled between two hand-backs to the event loop: a few ms each."""
 _Unit = tuple[Any, ...]
@@ -107,7 +104,12 @@ do both."""
 class _SourceState:
     identity: SourceIdentity
     units: dict[str, _Unit] = field(default_factory=dict)
-    counter_parts: dict[SeriesKey, dict[str, float]] = field(default_factory=dict)
+    counters: dict[SeriesKey, CounterEntry] = field(default_factory=dict)
+    """Entries are replaced, never changed in place, so the list `counter_state` hands to the state
+    writer thread stays a consistent snapshot while polls go on."""
+    newest_day: str = ""
+    folded_before: str = ""
+    """Day parts before this day have been folded into FOLDED_PART."""
     chunks: dict[str, bytes] = field(default_factory=dict)
     oldest: float = math.inf
     """When the least recently updated unit was updated, so staleness is checked per source."""
@@ -116,9 +118,7 @@ class _SourceState:
         identity = self.identity
         self._head = f'source="{escape_label_value(identity.name)}",provider="{escape_label_value(identity.provider)}"'
         self._constant = tuple(
-            (name, escape_label_value(value))
-            for name, value in identity.labels
-            if name not in ("source", "provider")
+            (name, escape_label_value(value)) for name, value in identity.labels if name not in ("source", "provider")
         )
 
     def series_line(self, name: str, labels: Labels, value: float) -> bytes:
@@ -155,11 +155,21 @@ class AudienceStore:
         self.version = 0
 
     def add_source(self, identity: SourceIdentity, counter_state: dict[str, Any] | None = None) -> None:
+        """Register a source, continuing its counters from `counter_state` (see `counter_state`);
+        an entry no counter can hold is left out with one warning line, never served."""
         state = _SourceState(identity)
-        if counter_state:
-            for entry in counter_state.get("counters", []):
-                key = (entry["name"], tuple((k, v) for k, v in entry["labels"]))
-                state.counter_parts[key] = {str(p): float(v) for p, v in entry["parts"].items()}
+        entries = counter_state.get("counters") if isinstance(counter_state, dict) else None
+        if isinstance(entries, list):
+            for entry in entries:
+                restored = restored_counter(entry)
+                if restored is not None:
+                    state.counters[(restored["name"], restored["labels"])] = restored
+                    state.newest_day = max([state.newest_day, *filter(_DAY_PART.fullmatch, restored["parts"])])
+            if len(state.counters) < len(entries):
+                log.warning(
+                    "state file: counters that are not valid were left out",
+                    extra={"source": identity.name, "left_out": len(entries) - len(state.counters)},
+                )
         self._sources[identity.name] = state
 
     def remove_source(self, name: str) -> None:
@@ -189,29 +199,29 @@ class AudienceStore:
                     await asyncio.sleep(0)
 
     def counter_state(self, source: str) -> dict[str, Any]:
-        """What must survive a restart for this source's counters, as JSON-able data."""
-        state = self._sources[source]
-        return {
-            "counters": [
-                {"name": name, "labels": [list(pair) for pair in labels], "parts": parts}
-                for (name, labels), parts in state.counter_parts.items()
-            ]
-        }
+        """What must survive a restart for this source's counters, as JSON-able data: a snapshot
+        that later polls never change (entries are replaced, not edited), cheap to take."""
+        return {"counters": list(self._sources[source].counters.values())}
 
     def counter_value(self, source: str, name: str, labels: Labels) -> float:
-        return sum(self._sources[source].counter_parts.get((name, labels), {}).values())
+        entry = self._sources[source].counters.get((name, labels))
+        return sum(entry["parts"].values()) if entry else 0.0
 
-    def _render_unit(self, state: _SourceState, samples: list[Sample], now: float) -> _Unit:
+    def _render_unit(self, state: _SourceState, samples: list[Sample], now: float, result: PollResult) -> _Unit:
+        """A sample of a family `exporter.families` does not declare is a provider bug: it is
+        counted with the rejected points (and logged at debug), never published untyped."""
         rendered: list[Any] = [now]
         for sample in samples:
             name, value = sample.name, sample.value
             if name not in self.families:
+                result.rejected_points += 1
+                log.debug("undeclared metric family rejected", extra={"source": state.identity.name, "family": name})
                 continue
             if name in self._counters:
-                parts = state.counter_parts.get((name, sample.labels))
-                if parts is None:
+                entry = state.counters.get((name, sample.labels))
+                if entry is None:
                     continue
-                value = sum(parts.values())
+                value = sum(entry["parts"].values())
             rendered += (name, state.series_line(name, sample.labels, value))
         return tuple(rendered)
 
@@ -222,15 +232,19 @@ class AudienceStore:
             kept = dict(previous)
         else:
             kept = {key: previous[key] for key in result.failures if key in previous}
-        for count, samples in enumerate(result.samples.values(), 1):
+        fold_before = _fold_horizon(state.newest_day, now)
+        if fold_before > state.folded_before:
+            yield from _fold_steps(state, fold_before)
+        for count, (unit, samples) in enumerate(result.samples.items(), 1):
             for sample in samples:
-                if sample.name in self._counters and sample.value >= 0:
-                    parts = state.counter_parts.setdefault((sample.name, sample.labels), {})
-                    parts[sample.part] = max(parts.get(sample.part, sample.value), sample.value)
+                if sample.name in self._counters:
+                    _count(state, unit, sample)
             if count % SLICE == 0:
                 yield
+        if ALL_UNITS not in result.failures:
+            yield from _forget_steps(state, result)
         for count, (key, samples) in enumerate(result.samples.items(), 1):
-            kept[key] = self._render_unit(state, samples, now)
+            kept[key] = self._render_unit(state, samples, now, result)
             if count % SLICE == 0:
                 yield
         if self._sources.get(source) is not state:
@@ -282,6 +296,98 @@ class AudienceStore:
     def render(self, openmetrics: bool) -> bytes:
         """Every family with at least one series, each under one HELP/TYPE header."""
         return b"".join(self.pieces(openmetrics))
+
+
+def restored_counter(entry: Any) -> CounterEntry | None:
+    """A counter entry from a state file as the store keeps it, or None when no counter can hold it
+    (a part that is not a finite number >= 0, a sum that is infinite, a malformed name or label)."""
+    if not isinstance(entry, dict):
+        return None
+    name, labels, parts, unit = entry.get("name"), entry.get("labels"), entry.get("parts"), entry.get("unit")
+    if not isinstance(name, str) or not isinstance(labels, list | tuple) or not isinstance(parts, dict):
+        return None
+    if unit is not None and not isinstance(unit, str):
+        return None
+    if not all(
+        isinstance(pair, list | tuple) and len(pair) == 2 and all(isinstance(t, str) for t in pair) for pair in labels
+    ):
+        return None
+    if not all(
+        isinstance(part, str)
+        and isinstance(total, int | float)
+        and not isinstance(total, bool)
+        and 0 <= total < math.inf
+        for part, total in parts.items()
+    ):
+        return None
+    totals = {part: float(total) for part, total in parts.items()}
+    if not math.isfinite(sum(totals.values())):
+        return None
+    return {"name": name, "labels": tuple((k, v) for k, v in labels), "parts": totals, "unit": unit}
+
+
+def _fold_horizon(newest_day: str, now: float) -> str:
+    """The day before which day parts can no longer change (see FOLD_AFTER_DAYS), or ""."""
+    tomorrow = datetime.fromtimestamp(now, UTC).date() + timedelta(days=1)
+    try:
+        newest = min(datetime.strptime(newest_day, "%Y-%m-%d").date(), tomorrow) if newest_day else None
+    except ValueError:
+        return ""
+    return (newest - timedelta(days=FOLD_AFTER_DAYS)).isoformat() if newest else ""
+
+
+def _count(state: _SourceState, unit: str, sample: Sample) -> None:
+    """Keep the highest total seen for the sample's part (see the module docstring)."""
+    value, part = sample.value, sample.part
+    if not 0 <= value < math.inf:
+        return
+    if _DAY_PART.fullmatch(part):
+        if part < state.folded_before:
+            return
+        state.newest_day = max(state.newest_day, part)
+    key = (sample.name, sample.labels)
+    entry = state.counters.get(key)
+    if entry is None:
+        parts = {part: value}
+    else:
+        seen = entry["parts"].get(part)
+        if seen is not None and seen >= value and entry["unit"] == unit:
+            return
+        parts = {**entry["parts"], part: value if seen is None else max(seen, value)}
+        if not math.isfinite(sum(parts.values())):
+            return
+    state.counters[key] = {"name": sample.name, "labels": sample.labels, "parts": parts, "unit": unit}
+
+
+def _fold_steps(state: _SourceState, fold_before: str) -> Iterator[None]:
+    """Add the day parts older than `fold_before` into FOLDED_PART, order kept so the sum is the same."""
+    for count, (key, entry) in enumerate(list(state.counters.items()), 1):
+        old = [part for part in entry["parts"] if part < fold_before and _DAY_PART.fullmatch(part)]
+        if old:
+            parts = entry["parts"]
+            folded = parts.get(FOLDED_PART, 0.0)
+            for part in old:
+                folded += parts[part]
+            kept = {part: total for part, total in parts.items() if part != FOLDED_PART and part not in old}
+            state.counters[key] = {**entry, "parts": {FOLDED_PART: folded, **kept}}
+        if count % SLICE == 0:
+            yield
+    state.folded_before = fold_before
+
+
+def _forget_steps(state: _SourceState, result: PollResult) -> Iterator[None]:
+    """Drop the counters of units the poll no longer covers (they left the config or this shard).
+    Counters saved before units were recorded go once a poll without failures did not report them."""
+    covered = result.samples.keys() | result.failures.keys()
+    gone = []
+    for count, (key, entry) in enumerate(list(state.counters.items()), 1):
+        unit = entry["unit"]
+        if (unit is None and result.ok) or (unit is not None and unit not in covered):
+            gone.append(key)
+        if count % SLICE == 0:
+            yield
+    for key in gone:
+        state.counters.pop(key, None)
 
 
 GZIP_LEVEL = 6

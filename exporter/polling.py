@@ -17,7 +17,8 @@ from datetime import UTC, datetime
 
 from exporter.failurelog import internal_error
 from exporter.metrics import AudienceStore
-from exporter.providers.base import ALL_UNITS, Answer, Fetcher, PollError, PollResult, Provider
+from exporter.poll import ALL_UNITS, Answer, Fetcher, PollError, PollResult
+from exporter.providers.base import Provider
 
 log = logging.getLogger(__name__)
 

@@ -13,7 +13,7 @@ from collections import deque
 from collections.abc import Awaitable, Callable
 
 from exporter.backoff import MAX_RETRY_AFTER
-from exporter.providers.base import RateLimit
+from exporter.poll import RateLimit
 
 
 class SlidingWindowLimiter:

@@ -24,10 +24,11 @@ from exporter import __version__
 from exporter.backoff import DEFAULT_POLICY, BackoffPolicy, Retry
 from exporter.config import Config, ConfigError
 from exporter.fetch import SourceFetcher
+from exporter.landing import AudienceHistory
 from exporter.metrics import AudienceStore
 from exporter.persistence import Persistence
+from exporter.poll import PollResult
 from exporter.polling import poll_and_apply
-from exporter.providers.base import PollResult
 from exporter.selfmetrics import ExporterMetrics
 from exporter.sharding import Shard, ShardError, resolve
 from exporter.sources import SourceFactory, SourceRuntime, shared_defaults
@@ -69,6 +70,8 @@ class Scheduler:
         self._closing = False
         self.sources: dict[str, SourceRuntime] = {}
         self.other_shards: list[str] = []
+        self.history = AudienceHistory()
+        self._started = False
         defaults = shared_defaults(config)
         for settings in config.sources:
             runtime = self.factory.build(settings, config, defaults)
@@ -108,17 +111,19 @@ class Scheduler:
     def start(self, paused: bool = False) -> None:
         """Start polling; the first poll of each source runs now (`paused`: none runs, for
         tests that drive polls by hand and read the timetable)."""
+        self._started = True
         if not paused:
             self.timetable.start()
 
     async def close(self) -> None:
         """Stop polling: in-flight polls are cancelled (their requests with them), then the
-        session's connections are closed."""
+        session's connections are closed and the state files still queued are written."""
         self._closing = True
         await self.timetable.stop()
         await _cancel([r.task for r in self.sources.values()])
         if self.session is not None:
             await self.session.close()
+        await self.persistence.close()
 
     async def reload(self, config: Config) -> ReloadSummary:
         """Switch to a new, already validated config. A source whose settings are equal keeps
@@ -148,7 +153,7 @@ class Scheduler:
             self.factory.shard = shard
             self.factory.limiters = {}
         self.store.stale_after = config.global_.stale_after
-        self.persistence.move_to(config.global_.state_dir)
+        await self.persistence.move_to(config.global_.state_dir)
         kept, self.sources, self.other_shards = self.sources, {}, []
         defaults = shared_defaults(config)
         for name, settings in wanted.items():
@@ -201,6 +206,7 @@ class Scheduler:
         finally:
             runtime.task = None
         result = outcome.result
+        self.history.record(name, result, outcome.at)
         self.factory.pause_credential(runtime.provider, result)
         runtime.books.poll_done(result, outcome.at)
         runtime.books.units(len(runtime.provider.active_units()))
@@ -210,7 +216,8 @@ class Scheduler:
         if result.ok:
             runtime.failure_log.succeeded()
         else:
-            error = runtime.failure_log.failed(result, runtime.retry, runtime.interval)
+            next_try = (runtime.retry.delay, runtime.retry.why) if runtime.retry else (runtime.interval, "interval")
+            error = runtime.failure_log.failed(result, next_try if self._started else None)
         self.persistence.save(runtime)
         runtime.status.finished(result.ok, error, outcome.at, self.timetable.due(name))
         return result.ok

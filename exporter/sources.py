@@ -15,8 +15,9 @@ from exporter.config import Config
 from exporter.failurelog import FailureLog
 from exporter.fetch import SourceFetcher
 from exporter.metrics import SourceIdentity
+from exporter.poll import WHOLE_SOURCE, PollResult, ShardView
 from exporter.providers import providers
-from exporter.providers.base import PollResult, Provider
+from exporter.providers.base import Provider
 from exporter.ratelimit import SlidingWindowLimiter
 from exporter.selfmetrics import ExporterMetrics
 from exporter.settings import SourceSettings
@@ -78,12 +79,10 @@ class SourceFactory:
 
     def build(self, settings: SourceSettings, config: Config, defaults: dict[str, float]) -> SourceRuntime | None:
         """The source's runtime, or None when every unit of it belongs to another shard."""
-        provider = providers()[settings.provider](settings)
-        if self.shard.sharded:
-            provider.owns_unit = self.shard.unit_filter(settings.name)
-            provider.set_budget_share(self.shard.budget_share)
-            if not provider.active_units():
-                return None
+        view = ShardView(self.shard.unit_filter(settings.name), self.shard.budget_share)
+        provider = providers()[settings.provider](settings, view if self.shard.sharded else WHOLE_SOURCE)
+        if not provider.active_units():
+            return None
         interval = settings.interval or defaults.get(settings.name) or provider.default_interval()
         identity = SourceIdentity(settings.name, settings.provider, tuple(settings.labels.items()))
         if interval >= config.global_.stale_after:
