@@ -55,7 +55,7 @@ class Scheduler:
         metrics: ExporterMetrics,
         redact: Callable[[str], str] = str,
         backoff: BackoffPolicy = DEFAULT_POLICY,
-        clock: Callable[[], float] = time.time,
+        clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
         self.config = config
@@ -106,7 +106,7 @@ class Scheduler:
         runtime.books.opened(runtime.provider.spends_credits)
         runtime.books.units(len(runtime.provider.active_units()))
         self.timetable.add(runtime.name, runtime.interval)
-        runtime.status.next_poll = self.timetable.due(runtime.name)
+        runtime.status.next_poll = self.timetable.due_at(runtime.name)
 
     def start(self, paused: bool = False) -> None:
         """Start polling; the first poll of each source runs now (`paused`: none runs, for
@@ -219,7 +219,7 @@ class Scheduler:
             next_try = (runtime.retry.delay, runtime.retry.why) if runtime.retry else (runtime.interval, "interval")
             error = runtime.failure_log.failed(result, next_try if self._started else None)
         self.persistence.save(runtime)
-        runtime.status.finished(result.ok, error, outcome.at, self.timetable.due(name))
+        runtime.status.finished(result.ok, error, outcome.at, self.timetable.due_at(name))
         return result.ok
 
     def _plan_retry(self, runtime: SourceRuntime, result: PollResult) -> Retry | None:

@@ -6,8 +6,10 @@ then every `interval` plus up to `jitter_for(interval)` so sources sharing an in
 apart. A poll never overlaps the previous one of the same source (one task each), while
 different sources poll concurrently. A due time that passes while the previous poll still runs
 is skipped, not queued, and counted (`on_skip`). The backoff moves the next poll with
-`postpone`. The clock and the sleep are injectable, so tests drive the schedule on a controlled
-clock instead of waiting (see tests/test_timetable.py and tests/test_scheduler_core.py).
+`postpone`. Due times are kept on the monotonic clock, so a step of the wall clock (NTP, a
+resumed VM) neither stalls polling nor bursts it. The clock and the sleep are injectable, so
+tests drive the schedule on a controlled clock instead of waiting (see tests/test_timetable.py
+and tests/test_scheduler_core.py).
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ class Timetable:
         self,
         poll: Callable[[str], Awaitable[object]],
         on_skip: Callable[[str, int], None],
-        clock: Callable[[], float] = time.time,
+        clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         uniform: Callable[[float, float], float] = random.uniform,
     ) -> None:
@@ -77,8 +79,13 @@ class Timetable:
         await asyncio.gather(*tasks, return_exceptions=True)
 
     def due(self, name: str) -> float | None:
-        """When the source's next poll is due (Unix time), or None when it is not scheduled."""
+        """When the source's next poll is due, on `clock`, or None when it is not scheduled."""
         return self._due.get(name)
+
+    def due_at(self, name: str) -> float | None:
+        """When the source's next poll is due as Unix time (for people: the landing page)."""
+        due = self._due.get(name)
+        return None if due is None else time.time() + (due - self.clock())
 
     def interval(self, name: str) -> float | None:
         return self._intervals.get(name)

@@ -15,7 +15,6 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from email.utils import formatdate
 from pathlib import Path
 from typing import Any
@@ -163,7 +162,7 @@ async def test_fault_is_a_counted_failed_poll_that_heals_at_the_next_good_answer
             await faulty_runner.cleanup()
         else:
             faulty_sim.faults.set(fault.setting())
-        polled_at = datetime.now(UTC)
+        polled_at = scheduler.timetable.clock()
         assert await scheduler.poll("faulty") is False
         assert await scheduler.poll("healthy") is True
 
@@ -183,7 +182,7 @@ async def test_fault_is_a_counted_failed_poll_that_heals_at_the_next_good_answer
 
         runtime = scheduler.sources["faulty"]
         assert runtime.retry is not None
-        scheduled = scheduler.timetable.due("faulty") - polled_at.timestamp()
+        scheduled = scheduler.timetable.due("faulty") - polled_at
         assert scheduled == pytest.approx(runtime.retry.delay, abs=1.0)
         if fault.retry_after is not None:
             assert runtime.retry.delay >= fault.retry_after
