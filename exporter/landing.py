@@ -22,7 +22,8 @@ from exporter.demo.faults import FAULT_PATH
 from exporter.poll import PollResult
 
 if TYPE_CHECKING:
-    from exporter.scheduler import SourceRuntime
+    from exporter.sources import SourceRuntime
+    from exporter.status import SourceStatus
 
 VIEWER_FAMILIES = frozenset({"livestream_concurrent_viewers", "livestream_unique_viewers"})
 HISTORY_SECONDS = 3600.0
@@ -122,21 +123,20 @@ def _number(value: float | None, digits: int) -> str:
     return "—" if value is None else f"{value:,.{digits}f}"
 
 
-def _row(runtime: SourceRuntime, figures: SourceFigures, now: float) -> str:
-    state = "pending" if runtime.polls == 0 else ("up" if runtime.up else "down")
-    shown = f"{state}, rate limited" if runtime.is_rate_limited() else state
-    name = html.escape(runtime.name)
+def _row(status: SourceStatus, figures: SourceFigures, now: float) -> str:
+    state = "pending" if not status.tried else ("up" if status.up else "down")
+    name = html.escape(status.name)
     cells = [
         f"<td>{name}</td>",
-        f"<td>{html.escape(runtime.identity.provider)}</td>",
-        f'<td class="state {state}">{shown}</td>',
+        f"<td>{html.escape(status.provider)}</td>",
+        f'<td class="state {state}">{status.state()}</td>',
         f'<td class="num audience" data-source="{name}">{_number(figures.audience, 0)}</td>',
         f"<td>{sparkline(figures.history, now)}</td>",
         f'<td class="num credits" data-source="{name}">{_number(figures.credits_left, 1)}</td>',
-        f"<td>{runtime.interval:g}s</td>",
-        f"<td>{_when(runtime.last_success)}</td>",
-        f"<td>{_when(runtime.next_poll)}</td>",
-        f"<td>{html.escape(runtime.last_error or '')}</td>",
+        f"<td>{status.interval:g}s</td>",
+        f"<td>{_when(status.last_success)}</td>",
+        f"<td>{_when(status.next_poll)}</td>",
+        f"<td>{html.escape(status.last_error or '')}</td>",
     ]
     return "<tr>" + "".join(cells) + "</tr>"
 
@@ -174,7 +174,7 @@ def render(
     now: float,
 ) -> str:
     runtimes = list(runtimes)
-    rows = "".join(_row(runtime, history.figures(runtime.name), now) for runtime in runtimes)
+    rows = "".join(_row(runtime.status, history.figures(runtime.name), now) for runtime in runtimes)
     filling = [(runtime.name, gaps.status(runtime.name)) for runtime in runtimes]
     gap_lines = "".join(
         f'<li class="gap" data-source="{html.escape(name)}">{html.escape(name)}: {html.escape(line)}</li>'

@@ -6,10 +6,10 @@ from pathlib import Path
 
 from exporter.config import parse_config
 from exporter.landing import AudienceHistory, LandingContext, exposed, render, sparkline
-from exporter.metrics import ExporterMetrics, SourceIdentity
 from exporter.poll import ALL_UNITS, PollError, PollResult, Sample
-from exporter.providers import providers
-from exporter.scheduler import SourceRuntime
+from exporter.selfmetrics import ExporterMetrics
+from exporter.sharding import resolve
+from exporter.sources import SourceFactory
 from tests.conftest import ExporterProcess, free_port, http_get
 
 
@@ -102,11 +102,8 @@ def test_a_source_with_a_gap_being_filled_gets_a_line_of_its_own(tmp_path: Path)
         "config.yaml",
         tmp_path,
     )
-    metrics = ExporterMetrics("t", "3")
-    runtimes = [
-        SourceRuntime(providers()["gcore"](settings), SourceIdentity(settings.name, "gcore"), 60.0, metrics)
-        for settings in config.sources
-    ]
+    factory = SourceFactory(resolve(0, 1), ExporterMetrics("t", "3"), str)
+    runtimes = [factory.build(settings, config, {}) for settings in config.sources]
     page = render(runtimes, AudienceHistory(), FillingGaps(), LandingContext(), "/metrics", 1000.0)
     assert page.count('class="gap"') == 1
     assert "gcore-a: filling a gap since 2026-11-29T10:00:00Z" in page

@@ -74,7 +74,7 @@ async def test_an_exception_while_applying_the_answer_is_a_failed_poll(
         assert await scheduler.poll("g") is False
         runtime = scheduler.sources["g"]
         assert up(scheduler, "g") == 0
-        assert runtime.last_error == "internal error: ValueError: cannot apply this answer"
+        assert runtime.status.last_error == "internal error: ValueError: cannot apply this answer"
         assert runtime.retry is not None
         assert [r.getMessage() for r in poll_warnings(caplog)] == ["poll failed"]
         assert scheduler.ready(), "a source that was tried counts for readiness"

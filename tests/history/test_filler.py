@@ -7,19 +7,23 @@ from pathlib import Path
 
 from prometheus_client import CollectorRegistry
 
+from exporter.config import parse_config
 from exporter.history.filler import GapFiller
 from exporter.history.settings import HistorySettings
-from exporter.metrics import ExporterMetrics, SourceIdentity
 from exporter.poll import ALL_UNITS, PollError, PollResult
-from exporter.providers.gcore import Gcore, GcoreSettings
-from exporter.scheduler import SourceRuntime
+from exporter.selfmetrics import ExporterMetrics
+from exporter.sharding import resolve
+from exporter.sources import SourceFactory, SourceRuntime
 
 SETTINGS = HistorySettings(remote_write_url="http://127.0.0.1:9/api/v1/write")
 
 
 def runtime() -> SourceRuntime:
-    settings = GcoreSettings.model_validate({"name": "g", "provider": "gcore", "api_key": "1$k"})
-    return SourceRuntime(Gcore(settings), SourceIdentity("g", "gcore"), 10.0, ExporterMetrics("0", "0"), settings)
+    source = {"name": "g", "provider": "gcore", "api_key": "k" * 24, "interval": "10s"}
+    config = parse_config({"sources": [source]}, "config.yaml", Path("."))
+    built = SourceFactory(resolve(0, 1), ExporterMetrics("0", "0"), str).build(config.sources[0], config, {})
+    assert built is not None
+    return built
 
 
 def pending(registry: CollectorRegistry) -> float | None:
