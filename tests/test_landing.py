@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from exporter.landing import AudienceHistory, exposed, sparkline
-from exporter.providers.base import ALL_UNITS, PollError, PollResult, Sample
+from exporter.poll import ALL_UNITS, PollError, PollResult, Sample
 from tests.conftest import ExporterProcess, free_port, http_get
 
 
