@@ -19,13 +19,14 @@ from typing import TYPE_CHECKING, Protocol
 
 from exporter import __version__
 from exporter.demo.faults import FAULT_PATH
+from exporter.families import CONCURRENT_VIEWERS, UNIQUE_VIEWERS
 from exporter.poll import PollResult
 
 if TYPE_CHECKING:
     from exporter.sources import SourceRuntime
     from exporter.status import SourceStatus
 
-VIEWER_FAMILIES = frozenset({"livestream_concurrent_viewers", "livestream_unique_viewers"})
+VIEWER_FAMILIES = frozenset({CONCURRENT_VIEWERS.name, UNIQUE_VIEWERS.name})
 HISTORY_SECONDS = 3600.0
 REFRESH_SECONDS = 5
 SPARK_WIDTH, SPARK_HEIGHT = 120, 24
