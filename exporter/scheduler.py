@@ -29,6 +29,7 @@ from exporter import __version__
 from exporter.backoff import DEFAULT_POLICY, BackoffPolicy, Retry
 from exporter.config import Config
 from exporter.fetch import SourceFetcher
+from exporter.landing import AudienceHistory
 from exporter.metrics import AudienceStore, ExporterMetrics, SourceIdentity
 from exporter.poll import ALL_UNITS, WHOLE_SOURCE, PollError, PollResult, ShardView
 from exporter.providers import providers
@@ -135,6 +136,7 @@ class Scheduler:
         self.backoff = backoff
         self.state = StateFiles(config.global_.state_dir)
         self.sources: dict[str, SourceRuntime] = {}
+        self.history = AudienceHistory()
         self.session: aiohttp.ClientSession | None = None
         self._limiters: dict[tuple[str, str], SlidingWindowLimiter] = {}
         self._aps: AsyncIOScheduler | None = None
@@ -337,6 +339,7 @@ class Scheduler:
             runtime.task = None
         now = time.time()
         await self.store.apply_sliced(name, result, now)
+        self.history.record(name, result, now)
         self._pause_if_rate_limited(runtime, result)
         if result.rejected_points:
             self.metrics.rejected_points.labels(*labels).inc(result.rejected_points)
@@ -397,9 +400,12 @@ class Scheduler:
             "source": runtime.name,
             "provider": runtime.identity.provider,
             "reason": reason,
-            "retry_in": f"{retry.delay if retry else runtime.interval:.1f}s",
-            "retry_why": retry.why if retry else "interval",
         }
+        if self._aps is not None:  # a next poll is planned (not so with --once)
+            extra.update(
+                retry_in=f"{retry.delay if retry else runtime.interval:.1f}s",
+                retry_why=retry.why if retry else "interval",
+            )
         if kinds != runtime.logged_failure:
             runtime.logged_failure = kinds
             log.warning("credentials rejected" if credentials else "poll failed", extra=extra)
