@@ -21,8 +21,6 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from aiohttp import web
-
 from exporter import __version__
 from exporter.config import Config, ConfigError, load_config, parse_config
 from exporter.demo import RunningSimulators, start_simulators
@@ -31,6 +29,7 @@ from exporter.logs import LEVELS, Redactor, setup_logging
 from exporter.metrics import CONTRACT_FAMILIES, AudienceStore, ExporterMetrics, Exposition
 from exporter.providers import providers
 from exporter.scheduler import Scheduler
+from exporter.server import HTTPServer
 from exporter.sharding import ShardError, budget_summary, requested, resolve
 from exporter.web import build_app
 from exporter.webconfig import WebSecurity, load_web_config
@@ -236,13 +235,14 @@ async def serve(setup: Setup, args: argparse.Namespace, redactor: Redactor, secu
         security=security,
         reload=lambda: exporter.reload(setup),
     )
-    runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=SHUTDOWN_GRACE)
-    await runner.setup()
-    site = web.TCPSite(runner, host, port, ssl_context=security.ssl_context if security else None)
+    server = HTTPServer(
+        app, host, port, ssl_context=security.ssl_context if security else None, shutdown_timeout=SHUTDOWN_GRACE
+    )
     try:
-        await site.start()
+        await server.start()
     except OSError as error:
         await exporter.scheduler.close()
+        await server.cleanup()
         log.error("cannot listen", extra={"address": args.listen_address, "error": error.strerror or str(error)})
         return 1
     log.info(
@@ -274,9 +274,9 @@ async def serve(setup: Setup, args: argparse.Namespace, redactor: Redactor, secu
     log.info("shutting down")
     for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
         loop.remove_signal_handler(signum)
-    await site.stop()
+    await server.stop()
     await exporter.scheduler.close()
-    await runner.cleanup()
+    await server.cleanup()
     if security is not None:
         security.close()
     return 0
