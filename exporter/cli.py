@@ -25,8 +25,9 @@ from exporter import __version__
 from exporter.config import Config, ConfigError, load_config, parse_config
 from exporter.demo import RunningSimulators, start_simulators
 from exporter.demo.faults import FAULT_PATH
+from exporter.families import AUDIENCE_FAMILIES
 from exporter.logs import LEVELS, Redactor, setup_logging
-from exporter.metrics import CONTRACT_FAMILIES, AudienceStore, ExporterMetrics, Exposition
+from exporter.metrics import AudienceStore, ExporterMetrics, Exposition
 from exporter.providers import providers
 from exporter.scheduler import Scheduler
 from exporter.server import HTTPServer
@@ -163,20 +164,13 @@ async def prepare(args: argparse.Namespace) -> Setup:
     return Setup(config, running, path, demo_state_dir)
 
 
-def all_families() -> list:
-    families = list(CONTRACT_FAMILIES)
-    for provider in providers().values():
-        families.extend(provider.families)
-    return families
-
-
 class Exporter:
     """Everything a running process holds, wired together."""
 
     def __init__(self, config: Config, redactor: Redactor) -> None:
         redactor.replace(config.secret_values())
         self.redactor = redactor
-        self.store = AudienceStore(all_families(), config.global_.stale_after)
+        self.store = AudienceStore(AUDIENCE_FAMILIES, config.global_.stale_after)
         self.metrics = ExporterMetrics(__version__, platform.python_version())
         self.scheduler = Scheduler(config, self.store, self.metrics, redact=redactor)
         self.exposition = Exposition(self.store, self.metrics)

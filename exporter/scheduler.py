@@ -30,8 +30,9 @@ from exporter.backoff import DEFAULT_POLICY, BackoffPolicy, Retry
 from exporter.config import Config
 from exporter.fetch import SourceFetcher
 from exporter.metrics import AudienceStore, ExporterMetrics, SourceIdentity
+from exporter.poll import ALL_UNITS, WHOLE_SOURCE, PollError, PollResult, ShardView
 from exporter.providers import providers
-from exporter.providers.base import ALL_UNITS, PollError, PollResult, Provider
+from exporter.providers.base import Provider
 from exporter.ratelimit import SlidingWindowLimiter
 from exporter.settings import SourceSettings
 from exporter.sharding import Shard, resolve
@@ -161,12 +162,10 @@ class Scheduler:
 
     def _runtime(self, settings: SourceSettings, shared_defaults: dict[str, float]) -> SourceRuntime | None:
         """The source's runtime, or None when every unit of it belongs to another shard."""
-        provider = providers()[settings.provider](settings)
-        if self.shard.sharded:
-            provider.owns_unit = self.shard.unit_filter(settings.name)
-            provider.set_budget_share(self.shard.budget_share)
-            if not provider.active_units():
-                return None
+        view = ShardView(self.shard.unit_filter(settings.name), self.shard.budget_share)
+        provider = providers()[settings.provider](settings, view if self.shard.sharded else WHOLE_SOURCE)
+        if not provider.active_units():
+            return None
         interval = settings.interval or shared_defaults.get(settings.name) or provider.default_interval()
         identity = SourceIdentity(settings.name, settings.provider, tuple(settings.labels.items()))
         if interval >= self.config.global_.stale_after:

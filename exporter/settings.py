@@ -81,6 +81,28 @@ def _http_url(value: str) -> str:
 HttpUrl = Annotated[str, AfterValidator(_http_url)]
 
 
+def _not_empty(value: str) -> str:
+    if not value.strip():
+        raise ValueError("must not be empty")
+    return value
+
+
+NonEmpty = Annotated[str, AfterValidator(_not_empty)]
+
+
+def _path_segment(value: Any) -> str:
+    """YAML reads an unquoted numeric ID as a number; it is still the same ID."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        value = str(value)
+    if not isinstance(value, str) or not value or any(c in value for c in "/?#% \t\r\n"):
+        raise ValueError("must be a name or ID without /, ?, #, % or spaces")
+    return value
+
+
+PathSegment = Annotated[str, BeforeValidator(_path_segment)]
+"""An identifier a vendor's URL path carries (an account, an app, a channel, a stream)."""
+
+
 def one_of(*choices: str) -> Any:
     """A string restricted to `choices`, with a message that lists them."""
 
@@ -121,6 +143,8 @@ __all__ = [
     "Duration",
     "HttpUrl",
     "LabelName",
+    "NonEmpty",
+    "PathSegment",
     "SecretStr",
     "SourceName",
     "SourceSettings",

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from pydantic import BeforeValidator
 
-from exporter.providers.base import RateLimit
+from exporter.poll import RateLimit
 from exporter.settings import format_duration
 
 if TYPE_CHECKING:

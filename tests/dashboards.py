@@ -137,10 +137,10 @@ def recording_rules() -> set[str]:
 
 def exported_metric_names() -> set[str]:
     """Every series name the exporter can expose: the contract's families and its own metrics."""
-    from exporter.cli import all_families
+    from exporter.families import AUDIENCE_FAMILIES
     from exporter.metrics import ExporterMetrics
 
-    names = {family.name for family in all_families()}
+    names = {family.name for family in AUDIENCE_FAMILIES}
     suffixes = {"counter": ("_total",), "histogram": ("_bucket", "_sum", "_count"), "gauge": ("",)}
     for family in ExporterMetrics("0", "0").registry.collect():
         names |= {family.name + suffix for suffix in suffixes[family.type]}
