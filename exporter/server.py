@@ -35,6 +35,8 @@ log = logging.getLogger(__name__)
 ACCEPT_OUT_OF_RESOURCE = "socket.accept() out of system resource"
 THROTTLED_LOGGERS = ("aiohttp.server", "aiohttp.web")
 MIN_CONNECTIONS = 16
+UNLIMITED_FILES = 1 << 20
+"""What an unlimited open-files limit counts as."""
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -62,8 +64,10 @@ class ServerLimits:
 def raise_open_files_limit() -> int:
     """Raise the soft RLIMIT_NOFILE to the hard limit; returns the soft limit now in force."""
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if hard == resource.RLIM_INFINITY or soft < hard:
-        target = hard if hard != resource.RLIM_INFINITY else max(soft, 1 << 20)
+    if soft == resource.RLIM_INFINITY:
+        return UNLIMITED_FILES
+    target = UNLIMITED_FILES if hard == resource.RLIM_INFINITY else hard
+    if soft < target:
         try:
             resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
             soft = target
