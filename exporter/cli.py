@@ -23,16 +23,18 @@ from pathlib import Path
 
 from exporter import __version__
 from exporter.config import Config, ConfigError, load_config, parse_config
-from exporter.demo import RunningSimulators, start_simulators
+from exporter.demo import RunningSimulators, simulators, start_simulators
 from exporter.demo.faults import FAULT_PATH
 from exporter.families import AUDIENCE_FAMILIES
+from exporter.landing import LandingContext, exposed
 from exporter.logs import LEVELS, Redactor, setup_logging
 from exporter.metrics import AudienceStore, ExporterMetrics, Exposition
+from exporter.probe import health_probe
 from exporter.providers import providers
 from exporter.scheduler import Scheduler
 from exporter.server import HTTPServer
 from exporter.sharding import ShardError, budget_summary, requested, resolve
-from exporter.web import build_app
+from exporter.web import LANDING_KEY, build_app
 from exporter.webconfig import WebSecurity, load_web_config
 
 log = logging.getLogger("exporter")
@@ -43,24 +45,36 @@ SHUTDOWN_GRACE = 1.0
 """Seconds a scrape in progress may take to finish once the process is told to stop."""
 
 
+class HelpFormatter(argparse.HelpFormatter):
+    """Each flag's default said once: the help's own `(default: ...)` when it explains one, else
+    the value argparse holds, and nothing for a flag that is off or unset by default."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        help_text = action.help or ""
+        if "(default:" in help_text or action.default in (None, False, argparse.SUPPRESS):
+            return help_text
+        return f"{help_text} (default: %(default)s)"
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="livestream-exporter",
         description="Prometheus exporter for live-stream audience figures across streaming vendors.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=HelpFormatter,
     )
-    parser.add_argument("--config", metavar="PATH", help=f"YAML config file (fallback: ${CONFIG_ENV})")
+    parser.add_argument("--config", metavar="PATH", help=f"YAML config file (default: ${CONFIG_ENV})")
     parser.add_argument(
         "--demo",
         action="store_true",
-        help="start built-in simulators of every vendor on loopback and poll them (no keys needed)",
+        help="start built-in simulators of every vendor on loopback and poll them (no keys needed); "
+        "with --config, the demo sources are added to yours",
     )
     parser.add_argument(
         "--web.listen-address",
         dest="listen_address",
         default=DEFAULT_LISTEN,
         metavar="HOST:PORT",
-        help="address to serve /metrics and the landing page on",
+        help="address to serve /metrics and the landing page on (:PORT is every interface)",
     )
     parser.add_argument(
         "--web.telemetry-path",
@@ -73,21 +87,27 @@ def build_parser() -> argparse.ArgumentParser:
         "--web.config.file",
         dest="web_config_file",
         metavar="PATH",
-        help="TLS and basic auth, in the Prometheus exporter-toolkit web-config format (empty: plain HTTP)",
+        help="TLS and basic auth, in the Prometheus exporter-toolkit web-config format (default: none, plain HTTP)",
     )
-    parser.add_argument("--check-config", action="store_true", help="validate the config and exit (0 valid, 1 not)")
+    parser.add_argument(
+        "--check-config",
+        action="store_true",
+        help="validate the config (and that secrets are present) and exit: 0 valid, 1 invalid, one line per problem",
+    )
     parser.add_argument(
         "--once",
         action="store_true",
-        help="poll every source once, print the exposition, exit 0 if all succeeded",
+        help="poll every source once, print the exposition to stdout, exit 0 if every source succeeded, 1 otherwise",
     )
-    parser.add_argument("--log.level", dest="log_level", default="info", choices=list(LEVELS), help="log level")
+    parser.add_argument(
+        "--log.level", dest="log_level", default="info", choices=list(LEVELS), help=f"log level: {', '.join(LEVELS)}"
+    )
     parser.add_argument(
         "--log.format",
         dest="log_format",
         default="logfmt",
         choices=["logfmt", "json"],
-        help="log line format",
+        help="log line format: logfmt or json",
     )
     parser.add_argument(
         "--total-shards",
@@ -98,10 +118,18 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--shard",
         metavar="I",
-        help="this replica's 0-based shard of --total-shards, or auto (from the host name's trailing "
-        "ordinal, as in a StatefulSet; default: global.shard, else 0)",
+        help="this replica's 0-based shard of --total-shards, or auto: the host name's trailing ordinal, "
+        "as in a StatefulSet (default: global.shard, else 0)",
     )
-    parser.add_argument("--version", action="version", version=f"livestream-exporter {__version__}")
+    parser.add_argument(
+        "--health-probe",
+        action="store_true",
+        help="exit 0 if the exporter at --web.listen-address answers (any HTTP status, 401 included; TLS as "
+        "--web.config.file says), else 1: the container's HEALTHCHECK",
+    )
+    parser.add_argument(
+        "--version", action="version", version=f"livestream-exporter {__version__}", help="print the version and exit"
+    )
     return parser
 
 
@@ -120,10 +148,19 @@ class Setup:
     simulators: RunningSimulators | None
     path: str | None = None
     demo_state_dir: str | None = None
+    shard_flags: tuple[str | None, str | None] = (None, None)
+    """`--shard` and `--total-shards` as given: they win over the config at every reload too."""
 
     def reread(self) -> Config:
         """The config as the file says now, with the running demo's sources added again."""
-        return combine(self.path, self.simulators, self.demo_state_dir)
+        config = combine(self.path, self.simulators, self.demo_state_dir)
+        global_ = config.global_
+        try:
+            shard, total = requested(*self.shard_flags, global_.shard, global_.total_shards, config.path)
+        except ShardError as error:
+            raise ConfigError([str(error)]) from None
+        config.global_ = global_.model_copy(update={"shard": shard, "total_shards": total})
+        return config
 
 
 def combine(path: str | None, running: RunningSimulators | None, demo_state_dir: str | None) -> Config:
@@ -150,6 +187,8 @@ async def prepare(args: argparse.Namespace) -> Setup:
         raise ConfigError([f"no config: pass --config PATH, set ${CONFIG_ENV}, or run with --demo"])
     if not args.demo:
         return Setup(combine(path, None, None), None, path)
+    if args.check_config:
+        return Setup(combine(path, unstarted_simulators(), None), None, path)
     if path:
         load_config(path, require_sources=False)
     running = await start_simulators()
@@ -162,6 +201,15 @@ async def prepare(args: argparse.Namespace) -> Setup:
     for provider, base_url in running.base_urls.items():
         log.info("demo simulator", extra={"provider": provider, "url": base_url, "faults": base_url + FAULT_PATH})
     return Setup(config, running, path, demo_state_dir)
+
+
+def unstarted_simulators() -> RunningSimulators:
+    """The demo's sources for --check-config, which checks them without starting a simulator
+    (their base URLs point nowhere)."""
+    planned = RunningSimulators()
+    for simulator in simulators():
+        planned.sources.extend(simulator.demo_sources("http://127.0.0.1:9"))
+    return planned
 
 
 class Exporter:
@@ -183,14 +231,14 @@ class Exporter:
         async with self._reloading:
             try:
                 config = setup.reread()
+                self.redactor.replace(sorted({*self.redactor.known, *config.secret_values()}))
+                summary = await self.scheduler.reload(config)
             except ConfigError as error:
                 problems = [self.redactor(line) for line in error.lines]
                 for line in problems:
                     log.error("config not reloaded, keeping the running one", extra={"problem": line})
                 self.metrics.config_reload_ok.set(0)
                 return problems
-            self.redactor.replace(sorted({*self.redactor.known, *config.secret_values()}))
-            summary = await self.scheduler.reload(config)
             web_ok = self.security.refresh() if self.security is not None else True
             self.metrics.config_reload_ok.set(1 if web_ok else 0)
             log.info(
@@ -228,6 +276,9 @@ async def serve(setup: Setup, args: argparse.Namespace, redactor: Redactor, secu
         args.telemetry_path,
         security=security,
         reload=lambda: exporter.reload(setup),
+    )
+    app[LANDING_KEY] = LandingContext(
+        exposed(args.listen_address, host, security is not None), setup.simulators.base_urls if setup.simulators else {}
     )
     server = HTTPServer(
         app, host, port, ssl_context=security.ssl_context if security else None, shutdown_timeout=SHUTDOWN_GRACE
@@ -308,6 +359,7 @@ async def amain(args: argparse.Namespace, redactor: Redactor) -> int:
     try:
         try:
             apply_sharding(setup.config, args)
+            setup.shard_flags = (args.shard, args.total_shards)
         except ShardError as error:
             print(str(error), file=sys.stderr)
             return 1
@@ -338,4 +390,6 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as error:
         print(str(error), file=sys.stderr)
         return 1
+    if args.health_probe:
+        return health_probe(*parse_listen_address(args.listen_address), args.web_config_file)
     return asyncio.run(amain(args, redactor))

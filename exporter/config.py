@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import Field, SecretStr, ValidationError
+from pydantic import ByteSize, Field, SecretStr, ValidationError
 
 from exporter.providers import providers
 from exporter.settings import Duration, SourceSettings, StrictModel
@@ -34,6 +34,7 @@ class GlobalSettings(StrictModel):
     state_dir: str = Field(default_factory=default_state_dir)
     shard: ShardSetting = 0
     total_shards: TotalShards = 1
+    max_response_bytes: ByteSize = Field(default=ByteSize(64 * 1024 * 1024), gt=0)
 
 
 @dataclass

@@ -92,12 +92,18 @@ def variable_queries() -> list[tuple[str, dict[str, Any]]]:
     ]
 
 
+SCRAPE_JOB = "livestream-exporter"
+"""The job of prometheus/prometheus.yml: what the `job` variable's "All" stands for there (it has
+no `.*`: Grafana sends the regex of the values it offers, here that one job)."""
+
+
 def fill_variables(expr: str) -> str:
-    """The query as Grafana sends it with every variable on "All" (regex `.*`)."""
+    """The query as Grafana sends it with every variable on "All" (`job`: the scraped job; the
+    others: regex `.*`)."""
 
     def replace(match: re.Match[str]) -> str:
         name = next(group for group in match.groups() if group)
-        return BUILTIN_VALUES.get(name, ".*")
+        return SCRAPE_JOB if name == "job" else BUILTIN_VALUES.get(name, ".*")
 
     return _VARIABLE.sub(replace, expr)
 
