@@ -7,8 +7,9 @@ wrong passwords would otherwise queue every scrape behind their checks. Here:
   and password, never the password itself) and answered at once, never waiting behind bcrypt;
 - bcrypt runs off the event loop in a small pool, with a bounded number of checks waiting;
 - each client address may have a few checks running and spend a burst of failed attempts, then
-  one a second: beyond that it is answered 429 without any bcrypt work, so one noisy client
-  cannot use up the pool that everyone else's first login needs;
+  one a second: beyond that it is answered 429 without any bcrypt work, after a second's wait, so
+  one noisy client cannot use up the pool that everyone else's first login needs, nor the event
+  loop;
 - a header that cannot be a valid login (not base64, not UTF-8, a password over bcrypt's 72
   bytes) is refused without bcrypt: 401, never an internal error.
 
@@ -39,6 +40,10 @@ MAX_CHECKS = 32
 CHECKS_PER_CLIENT = 2
 FAILURE_BURST = 10
 FAILURE_REFILL_SECONDS = 1.0
+THROTTLED_ANSWER_DELAY = 1.0
+"""Seconds a throttled client waits for its 429: a client that retries at once then sends one
+request a second per connection instead of thousands, which the event loop would spend on
+parsing them while scrapes wait."""
 REMEMBERED = 1024
 CLIENTS_TRACKED = 4096
 _BCRYPT_ALPHABET = "./" + string.ascii_letters + string.digits

@@ -41,6 +41,14 @@ UNLIMITED_FILES = 1 << 20
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
+def may_close_while_waiting(request: web.Request) -> None:
+    """Mark a request that only waits before a refusal (a throttled client held back): its
+    connection may then be closed to make room, as an idle one would."""
+    connection = _CONNECTIONS.get(request.protocol)  # type: ignore[call-overload]
+    if connection is not None:
+        connection.held_back = True
+
+
 @dataclass(frozen=True)
 class ServerLimits:
     """How long and how many connections may stay open. The defaults suit Prometheus scraping
@@ -119,16 +127,19 @@ class _Connection(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self.last_active = time.monotonic()
         self.requests_running = 0
+        self.held_back = False
         self._header_deadline: asyncio.TimerHandle | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
         self.transport = transport
+        _CONNECTIONS[self.inner] = self
         self.guard.opened(self)
         self.inner.connection_made(transport)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._stop_header_deadline()
+        _CONNECTIONS.pop(self.inner, None)
         self.guard.closed(self)
         self.inner.connection_lost(exc)
 
@@ -147,6 +158,10 @@ class _Connection(asyncio.Protocol):
     def resume_writing(self) -> None:
         self.inner.resume_writing()
 
+    @property
+    def evictable(self) -> bool:
+        return not self.requests_running or self.held_back
+
     def request_started(self) -> None:
         self._stop_header_deadline()
         self.requests_running += 1
@@ -154,6 +169,7 @@ class _Connection(asyncio.Protocol):
 
     def request_finished(self) -> None:
         self.requests_running -= 1
+        self.held_back = False
         self.last_active = time.monotonic()
 
     def close(self) -> None:
@@ -170,6 +186,10 @@ class _Connection(asyncio.Protocol):
         if not self.requests_running:
             self.guard.report("request header not complete in time; connection closed")
             self.close()
+
+
+_CONNECTIONS: dict[RequestHandler, _Connection] = {}
+"""Every open connection of every server in this process, by aiohttp's handler."""
 
 
 class _Refused(asyncio.Protocol):
@@ -209,8 +229,9 @@ class ConnectionGuard:
         self._open.pop(connection.inner, None)
 
     def shed(self, count: int) -> int:
-        """Close up to `count` connections that serve no request, idle the longest first."""
-        idle = (connection for connection in self._open.values() if not connection.requests_running)
+        """Close up to `count` connections that serve no request (or only hold a client back),
+        idle the longest first."""
+        idle = (connection for connection in self._open.values() if connection.evictable)
         victims = heapq.nsmallest(count, idle, key=lambda connection: connection.last_active)
         for connection in victims:
             self.closed(connection)

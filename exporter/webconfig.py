@@ -25,6 +25,7 @@ and the previous one is kept. Switching TLS on or off needs a restart.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import re
@@ -40,8 +41,9 @@ import yaml
 from aiohttp import web
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 
-from exporter.basicauth import BasicAuth, Verdict
+from exporter.basicauth import THROTTLED_ANSWER_DELAY, BasicAuth, Verdict
 from exporter.config import ConfigError
+from exporter.server import may_close_while_waiting
 from exporter.settings import StrictModel, one_of, parse_duration
 
 log = logging.getLogger(__name__)
@@ -353,6 +355,8 @@ class WebSecurity:
         if self._bucket is not None and not self._bucket.allow():
             response: web.StreamResponse = web.Response(status=429, text="Too Many Requests\n")
         elif (verdict := await self._authorized(request)) is Verdict.THROTTLED:
+            may_close_while_waiting(request)
+            await asyncio.sleep(THROTTLED_ANSWER_DELAY)
             response = web.Response(status=429, text="Too Many Requests\n", headers={"Retry-After": "1"})
         elif verdict is Verdict.DENIED:
             response = web.Response(

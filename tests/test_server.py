@@ -9,16 +9,25 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 import pytest
 from aiohttp import web
 
-from exporter.server import MIN_CONNECTIONS, HTTPServer, LogThrottle, ServerLimits
+from exporter.server import MIN_CONNECTIONS, HTTPServer, LogThrottle, ServerLimits, may_close_while_waiting
 
 CLOSED_WITHIN = 10.0
 """Bound for "closed eventually": far above every timeout configured here."""
 
 Start = Callable[[ServerLimits], Awaitable[HTTPServer]]
+HELD = web.AppKey("held", asyncio.Event)
 
 
 async def hello(request: web.Request) -> web.Response:
     return web.Response(text="hello\n")
+
+
+async def held_back(request: web.Request) -> web.Response:
+    """A refusal that makes its client wait first, as basic auth does with a throttled client."""
+    may_close_while_waiting(request)
+    request.app[HELD].set()
+    await asyncio.sleep(3600)
+    return web.Response(status=429)
 
 
 @pytest.fixture
@@ -28,6 +37,8 @@ async def start_server() -> AsyncIterator[Start]:
     async def start(limits: ServerLimits) -> HTTPServer:
         app = web.Application()
         app.router.add_get("/", hello)
+        app.router.add_get("/held", held_back)
+        app[HELD] = asyncio.Event()
         server = HTTPServer(app, "127.0.0.1", 0, limits=limits)
         await server.start()
         servers.append(server)
@@ -114,3 +125,16 @@ def test_a_log_throttle_lets_one_line_per_kind_through_and_counts_the_rest() -> 
     assert [throttle.admit("emfile") for _ in range(5)] == [None] * 5
     assert throttle.admit("slow header") == 0
     assert LogThrottle(every=0).admit("emfile") == 0
+
+
+async def test_clients_held_back_before_a_refusal_do_not_hold_the_connection_cap(start_server: Start) -> None:
+    server = await start_server(ServerLimits(max_connections=MIN_CONNECTIONS))
+    held = [await connect(server) for _ in range(MIN_CONNECTIONS)]
+    for _, writer in held:
+        server.runner.app[HELD].clear()
+        writer.write(b"GET /held HTTP/1.1\r\nHost: x\r\n\r\n")
+        await asyncio.wait_for(server.runner.app[HELD].wait(), CLOSED_WITHIN)
+    first_reader, _ = held[0]
+    fresh_reader, fresh_writer = await connect(server)
+    assert (await get(fresh_reader, fresh_writer)).startswith(b"HTTP/1.1 200")
+    assert await closed_by_server(first_reader)
