@@ -122,6 +122,8 @@ class Scraper:
         self.late = 0
         self.last_answer = time.perf_counter()
         self.longest_stall = 0.0
+        self.phase = "no fault"
+        self.slowest_by_phase: dict[str, float] = {}
 
     async def one(self, session: aiohttp.ClientSession, headers: dict[str, str]) -> None:
         started = time.perf_counter()
@@ -136,6 +138,7 @@ class Scraper:
             self.served += 1
             now = time.perf_counter()
             self.latencies.append(now - started)
+            self.slowest_by_phase[self.phase] = max(self.slowest_by_phase.get(self.phase, 0.0), now - started)
             self.longest_stall = max(self.longest_stall, now - self.last_answer)
             self.last_answer = now
         except (aiohttp.ClientError, TimeoutError, OSError) as error:
@@ -174,12 +177,21 @@ class Scraper:
         )
 
 
-async def cycle_faults(base_urls: list[str], faults: list[dict[str, Any]], every: float, until: float) -> None:
+def fault_name(fault: dict[str, Any]) -> str:
+    if not fault:
+        return "no fault"
+    return ", ".join(f"{key}={str(value)[:24]}" for key, value in fault.items() if key != "content_type")
+
+
+async def cycle_faults(
+    base_urls: list[str], faults: list[dict[str, Any]], every: float, until: float, scraper: Scraper
+) -> None:
     async with aiohttp.ClientSession() as session:
         step = 0
         while time.monotonic() + every < until:
             await asyncio.sleep(every)
             fault = faults[step % len(faults)]
+            scraper.phase = fault_name(fault)
             for base_url in base_urls:
                 async with session.post(base_url + FAULT_PATH, json=fault) as response:
                     await response.read()
@@ -353,7 +365,7 @@ async def soak(args: argparse.Namespace) -> int:
         if args.faults or args.hostile:
             faults = FAULT_CYCLE + HOSTILE_FAULTS if args.hostile else FAULT_CYCLE
             base_urls = list(running.base_urls.values())
-            jobs.append(asyncio.create_task(cycle_faults(base_urls, faults, args.fault_every, until)))
+            jobs.append(asyncio.create_task(cycle_faults(base_urls, faults, args.fault_every, until, scraper)))
         if args.hostile:
             jobs.append(asyncio.create_task(hostile.flood(args.fault_every, until)))
             jobs.append(asyncio.create_task(hostile.wrong_passwords(until)))
@@ -369,6 +381,9 @@ async def soak(args: argparse.Namespace) -> int:
         async with aiohttp.ClientSession() as session, session.get(base + "/metrics", headers=auth) as response:
             codes = request_codes(await response.text())
         print(scraper.summary())
+        if args.faults or args.hostile:
+            slowest = sorted(scraper.slowest_by_phase.items(), key=lambda item: -item[1])
+            print("slowest scrape by fault: " + "; ".join(f"{name}: {1000 * took:.0f} ms" for name, took in slowest))
         if args.hostile:
             print(hostile.summary())
         print(f"vendor requests by code: {dict(sorted(codes.items()))} ({sum(codes.values())} in total)")

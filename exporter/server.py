@@ -127,6 +127,7 @@ class _Connection(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self.last_active = time.monotonic()
         self.requests_running = 0
+        self.requests_served = 0
         self.held_back = False
         self._header_deadline: asyncio.TimerHandle | None = None
 
@@ -169,6 +170,7 @@ class _Connection(asyncio.Protocol):
 
     def request_finished(self) -> None:
         self.requests_running -= 1
+        self.requests_served += 1
         self.held_back = False
         self.last_active = time.monotonic()
 
@@ -229,10 +231,13 @@ class ConnectionGuard:
         self._open.pop(connection.inner, None)
 
     def shed(self, count: int) -> int:
-        """Close up to `count` connections that serve no request (or only hold a client back),
-        idle the longest first."""
+        """Close up to `count` connections that serve no request (or only hold a client back):
+        those that never sent a request first (a flood's), then the longest idle (a scraper's
+        keep-alive connection is idle for a scrape interval, longer than a fresh flood's)."""
         idle = (connection for connection in self._open.values() if connection.evictable)
-        victims = heapq.nsmallest(count, idle, key=lambda connection: connection.last_active)
+        victims = heapq.nsmallest(
+            count, idle, key=lambda connection: (connection.requests_served > 0, connection.last_active)
+        )
         for connection in victims:
             self.closed(connection)
             connection.close()

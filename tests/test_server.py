@@ -101,14 +101,12 @@ async def test_a_connection_serving_requests_in_time_stays_open(start_server: St
 
 async def test_beyond_the_cap_the_longest_idle_connection_makes_room_for_a_fresh_request(start_server: Start) -> None:
     server = await start_server(ServerLimits(max_connections=MIN_CONNECTIONS))
-    oldest_reader, oldest_writer = await connect(server)
-    assert (await get(oldest_reader, oldest_writer)).startswith(b"HTTP/1.1 200")
-    idle = [await connect(server) for _ in range(MIN_CONNECTIONS)]
-    for reader, writer in idle[-3:]:
+    clients = [await connect(server) for _ in range(MIN_CONNECTIONS)]
+    for reader, writer in clients:
         assert (await get(reader, writer)).startswith(b"HTTP/1.1 200")
     fresh_reader, fresh_writer = await connect(server)
     assert (await get(fresh_reader, fresh_writer)).startswith(b"HTTP/1.1 200")
-    assert await closed_by_server(oldest_reader)
+    assert await closed_by_server(clients[0][0])
     assert server.guard.open_connections <= MIN_CONNECTIONS
 
 
@@ -138,3 +136,14 @@ async def test_clients_held_back_before_a_refusal_do_not_hold_the_connection_cap
     fresh_reader, fresh_writer = await connect(server)
     assert (await get(fresh_reader, fresh_writer)).startswith(b"HTTP/1.1 200")
     assert await closed_by_server(first_reader)
+
+
+async def test_beyond_the_cap_a_connection_that_never_sent_a_request_goes_before_a_client_that_did(
+    start_server: Start,
+) -> None:
+    server = await start_server(ServerLimits(max_connections=MIN_CONNECTIONS))
+    scraper_reader, scraper_writer = await connect(server)
+    assert (await get(scraper_reader, scraper_writer)).startswith(b"HTTP/1.1 200")
+    flood = [await connect(server) for _ in range(MIN_CONNECTIONS + 3)]
+    assert await closed_by_server(flood[0][0])
+    assert (await get(scraper_reader, scraper_writer)).startswith(b"HTTP/1.1 200")
