@@ -26,6 +26,7 @@ from exporter.config import Config, ConfigError, load_config, parse_config
 from exporter.demo import RunningSimulators, simulators, start_simulators
 from exporter.demo.faults import FAULT_PATH
 from exporter.families import AUDIENCE_FAMILIES
+from exporter.history import backfill
 from exporter.landing import LandingContext, exposed
 from exporter.logs import LEVELS, Redactor, setup_logging
 from exporter.metrics import AudienceStore, ExporterMetrics, Exposition
@@ -382,6 +383,9 @@ async def amain(args: argparse.Namespace, redactor: Redactor) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["backfill"]:
+        return backfill.main(argv[1:])
     args = build_parser().parse_args(argv)
     redactor = Redactor()
     setup_logging(args.log_level, args.log_format, redactor)

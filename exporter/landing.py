@@ -15,7 +15,7 @@ from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from exporter import __version__
 from exporter.demo.faults import FAULT_PATH
@@ -28,6 +28,12 @@ VIEWER_FAMILIES = frozenset({"livestream_concurrent_viewers", "livestream_unique
 HISTORY_SECONDS = 3600.0
 REFRESH_SECONDS = 5
 SPARK_WIDTH, SPARK_HEIGHT = 120, 24
+
+
+class GapStatus(Protocol):
+    """The gap filler as the page reads it (exporter.history.filler.GapFiller)."""
+
+    def status(self, source: str) -> str | None: ...
 
 
 @dataclass
@@ -162,11 +168,19 @@ def _banners(context: LandingContext) -> str:
 def render(
     runtimes: Iterable[SourceRuntime],
     history: AudienceHistory,
+    gaps: GapStatus,
     context: LandingContext,
     telemetry_path: str,
     now: float,
 ) -> str:
+    runtimes = list(runtimes)
     rows = "".join(_row(runtime, history.figures(runtime.name), now) for runtime in runtimes)
+    filling = [(runtime.name, gaps.status(runtime.name)) for runtime in runtimes]
+    gap_lines = "".join(
+        f'<li class="gap" data-source="{html.escape(name)}">{html.escape(name)}: {html.escape(line)}</li>'
+        for name, line in filling
+        if line
+    )
     return f"""<!DOCTYPE html>
 <html><head><meta charset="utf-8"><meta http-equiv="refresh" content="{REFRESH_SECONDS}">
 <title>livestream-exporter</title>
@@ -181,4 +195,4 @@ tr:nth-child(even){{background:#f4f4f4}}.num{{text-align:right;font-variant-nume
 <table><tr><th>Source</th><th>Provider</th><th>State</th><th>Viewers now</th><th>Last hour</th>
 <th>Credits left</th><th>Interval</th><th>Last success</th><th>Next poll</th><th>Last error</th></tr>
 {rows}
-</table></body></html>"""
+</table>{f'<h2>History</h2><ul>{gap_lines}</ul>' if gap_lines else ""}</body></html>"""

@@ -30,6 +30,7 @@ from exporter import __version__
 from exporter.backoff import DEFAULT_POLICY, BackoffPolicy, Retry
 from exporter.config import Config, ConfigError
 from exporter.fetch import RequestTally, SourceFetcher
+from exporter.history.filler import GapFiller
 from exporter.landing import AudienceHistory
 from exporter.metrics import AudienceStore, ExporterMetrics, SourceIdentity
 from exporter.poll import ALL_UNITS, WHOLE_SOURCE, PollError, PollResult, ShardView
@@ -148,8 +149,9 @@ class Scheduler:
         self.redact = redact
         self.backoff = backoff
         self.state = StateFiles(config.global_.state_dir)
+        self.gaps = GapFiller(config.global_.history, config.global_.state_dir, metrics.registry)
         self.sources: dict[str, SourceRuntime] = {}
-        self.history = AudienceHistory()
+        self.trends = AudienceHistory()
         self.session: aiohttp.ClientSession | None = None
         self._limiters: dict[tuple[str, str], SlidingWindowLimiter] = {}
         self._aps: AsyncIOScheduler | None = None
@@ -277,6 +279,7 @@ class Scheduler:
         session's connections are closed and the state files still queued are written."""
         self._closing = True
         await self._cancel_polls(list(self.sources.values()))
+        await self.gaps.close()
         if self._aps is not None and self._aps.running:
             self._aps.shutdown(wait=False)
         if self.session is not None:
@@ -315,6 +318,7 @@ class Scheduler:
         if resharded:
             self.shard = shard
             self._limiters = {}
+        self.gaps.configure(config.global_.history)
         self.store.stale_after = config.global_.stale_after
         if config.global_.state_dir != str(self.state.directory):
             await asyncio.to_thread(self.state.close)
@@ -380,7 +384,8 @@ class Scheduler:
             await self.store.apply_sliced(name, result, now)
         finally:
             runtime.task = None
-        self.history.record(name, result, now)
+        self.trends.record(name, result, now)
+        self.gaps.after_poll(runtime, result, now)
         self._pause_if_rate_limited(runtime, result)
         if result.rejected_points:
             self.metrics.rejected_points.labels(*labels).inc(result.rejected_points)

@@ -17,7 +17,7 @@ from exporter.demo import serve
 from exporter.demo.streamscharts import StreamsChartsSimulator
 from exporter.families import AUDIENCE_FAMILIES
 from exporter.metrics import AudienceStore, ExporterMetrics, Exposition
-from exporter.providers.base import PollResult
+from exporter.poll import PollResult
 from exporter.scheduler import Scheduler
 
 GCORE_VIEWERS = "/streaming/statistics/stream/viewers"

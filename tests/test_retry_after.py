@@ -20,7 +20,7 @@ from exporter.config import parse_config
 from exporter.demo.lls import PATH
 from exporter.fetch import parse_retry_after
 from exporter.metrics import AudienceStore, ExporterMetrics, Exposition
-from exporter.providers.base import RateLimit
+from exporter.poll import RateLimit
 from exporter.ratelimit import SlidingWindowLimiter
 from exporter.scheduler import Scheduler
 from exporter.web import build_app
