@@ -18,6 +18,7 @@ from typing import Any
 import yaml
 from pydantic import ByteSize, Field, SecretStr, ValidationError
 
+from exporter.history.settings import HistorySettings
 from exporter.providers import providers
 from exporter.settings import Duration, SourceSettings, StrictModel
 from exporter.sharding import ShardSetting, TotalShards
@@ -35,6 +36,7 @@ class GlobalSettings(StrictModel):
     shard: ShardSetting = 0
     total_shards: TotalShards = 1
     max_response_bytes: ByteSize = Field(default=ByteSize(64 * 1024 * 1024), gt=0)
+    history: HistorySettings | None = None
 
 
 @dataclass

@@ -12,12 +12,12 @@ from typing import Any
 import pytest
 from aiohttp import web
 
-from exporter.cli import all_families
 from exporter.config import parse_config
 from exporter.demo import serve
 from exporter.demo.streamscharts import StreamsChartsSimulator
+from exporter.families import AUDIENCE_FAMILIES
 from exporter.metrics import AudienceStore, ExporterMetrics, Exposition
-from exporter.providers.base import PollResult
+from exporter.poll import PollResult
 from exporter.scheduler import Scheduler
 
 GCORE_VIEWERS = "/streaming/statistics/stream/viewers"
@@ -29,7 +29,7 @@ def gcore(name: str, base_url: str) -> dict[str, Any]:
 
 async def scheduler_for(tmp_path: Path, sources: list[dict[str, Any]], store: AudienceStore | None = None) -> Scheduler:
     config = parse_config({"global": {"state_dir": str(tmp_path)}, "sources": sources}, "t.yaml", tmp_path)
-    scheduler = Scheduler(config, store or AudienceStore(all_families(), 300), ExporterMetrics("t", "3"))
+    scheduler = Scheduler(config, store or AudienceStore(AUDIENCE_FAMILIES, 300), ExporterMetrics("t", "3"))
     await scheduler.open()
     scheduler.start(paused=True)
     return scheduler
@@ -50,7 +50,7 @@ class StoreThatFailsOnce(AudienceStore):
     """An audience store whose first apply raises, as a bug in applying an answer would."""
 
     def __init__(self) -> None:
-        super().__init__(all_families(), 300)
+        super().__init__(AUDIENCE_FAMILIES, 300)
         self.failed = False
 
     async def apply_sliced(self, source: str, result: PollResult, now: float) -> None:
@@ -74,7 +74,7 @@ async def test_an_exception_while_applying_the_answer_is_a_failed_poll(
         assert await scheduler.poll("g") is False
         runtime = scheduler.sources["g"]
         assert up(scheduler, "g") == 0
-        assert runtime.last_error == "internal error: ValueError: cannot apply this answer"
+        assert runtime.status.last_error == "internal error: ValueError: cannot apply this answer"
         assert runtime.retry is not None
         assert [r.getMessage() for r in poll_warnings(caplog)] == ["poll failed"]
         assert scheduler.ready(), "a source that was tried counts for readiness"
@@ -89,7 +89,7 @@ async def test_a_lone_surrogate_in_a_vendor_title_is_replaced_and_the_data_publi
     key = next(key for key, stream in simulator.streams.items() if stream.end is None)
     simulator.streams[key] = dataclasses.replace(simulator.streams[key], title="cut inside an emoji \ud800")
     runner, base_url = await serve(simulator.app())
-    store = AudienceStore(all_families(), 300)
+    store = AudienceStore(AUDIENCE_FAMILIES, 300)
     scheduler = await scheduler_for(tmp_path, simulator.demo_sources(base_url), store)
     try:
         assert await scheduler.poll("demo-streamscharts") is True
