@@ -59,7 +59,7 @@ from exporter.cli import Exporter  # noqa: E402
 from exporter.config import Config, parse_config  # noqa: E402
 from exporter.demo import serve, simulators  # noqa: E402
 from exporter.demo.gcore import BUCKETS, CLIENT_ID, GcoreSimulator  # noqa: E402
-from exporter.fetch import HttpAnswer, RequestTally  # noqa: E402
+from exporter.fetch import HttpAnswer  # noqa: E402
 from exporter.logs import Redactor  # noqa: E402
 from exporter.providers import providers  # noqa: E402
 from exporter.scheduler import SourceRuntime  # noqa: E402
@@ -123,12 +123,6 @@ class SimulatedFetcher:
         self.runtime = runtime
         self.model = GcoreSimulator(api_key=API_KEY, clock=clock)
         self.slots = asyncio.Semaphore(100)
-        self.tally = RequestTally()
-
-    def for_poll(self) -> SimulatedFetcher:
-        """As SourceFetcher.for_poll: this fetcher, counting one poll's answers afresh."""
-        self.tally = RequestTally()
-        return self
 
     def body(self, params: Mapping[str, str]) -> bytes:
         width = BUCKETS[params["granularity"]]
@@ -154,7 +148,6 @@ class SimulatedFetcher:
             await asyncio.sleep(0)
             answer = HttpAnswer(200, {"Content-Type": "application/json"}, self.body(params or {}))
         self.runtime.books.request_done(endpoint, "200", 0.0)
-        self.tally.answered += 1
         yield answer
 
 

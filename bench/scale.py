@@ -735,12 +735,18 @@ def main() -> None:
     if chosen is None or "scrape" in chosen:
         scrapes = args.scrapes or (10 if args.quick else 50)
         print("scrape: 100k series, ours vs a plain registry and the anchors ...", file=sys.stderr, flush=True)
-        scrape = measure_scrape_ratios(100_000, scrapes)
-        anchors = measure_anchors(100_000, min(scrapes, 10))
+        try:
+            scrape = measure_scrape_ratios(100_000, scrapes)
+            anchors = measure_anchors(100_000, min(scrapes, 10))
+        except Exception as error:  # the scenario rows are still worth printing
+            print(f"scrape rows failed: {error!r}", file=sys.stderr)
     state = None
     if chosen is None or "state" in chosen:
         print("state: 30 simulated days of Streams Charts ...", file=sys.stderr, flush=True)
-        state = run_state_bench(2_000 if args.quick else 10_000)
+        try:
+            state = run_state_bench(2_000 if args.quick else 10_000)
+        except Exception as error:  # the other rows are still worth printing
+            print(f"state row failed: {error!r}", file=sys.stderr)
     print(f"\nmachine: {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f} at the end")
     print_table(rows, scrape, anchors)
     if state is not None:
