@@ -493,7 +493,8 @@ def deflate_pieces(pieces: list[bytes], wanted: set[int]) -> tuple[dict[int, byt
 
 @dataclass(frozen=True, slots=True)
 class _DeflatedAudience:
-    deflated: bytes
+    deflated: list[bytes]
+    """Each piece's deflate, in order: never joined (15 MB for a million series)."""
     crc: int
     size: int
 
@@ -533,12 +534,17 @@ class Exposition:
         return [*audience, await asyncio.to_thread(self.tail, openmetrics)]
 
     async def gzip_body(self, openmetrics: bool) -> bytes:
+        return b"".join(await self.gzip_pieces(openmetrics))
+
+    async def gzip_pieces(self, openmetrics: bool) -> list[bytes]:
+        """The gzip body in pieces, for a response to write one after the other (a scrape of a
+        million series would otherwise copy 15 MB on the event loop, twice)."""
         audience = await self._deflated_audience(openmetrics)
         tail = await asyncio.to_thread(self.tail, openmetrics)
         compressor = zlib.compressobj(GZIP_LEVEL, zlib.DEFLATED, -zlib.MAX_WBITS)
         tail_deflated = compressor.compress(tail) + compressor.flush(zlib.Z_FINISH)
         trailer = struct.pack("<II", zlib.crc32(tail, audience.crc), (audience.size + len(tail)) & 0xFFFFFFFF)
-        return GZIP_HEADER + audience.deflated + tail_deflated + trailer
+        return [GZIP_HEADER, *audience.deflated, tail_deflated + trailer]
 
     async def _deflated_audience(self, openmetrics: bool) -> _DeflatedAudience:
         version = self.store.version
@@ -557,7 +563,7 @@ class Exposition:
         self._deflated.update((id(piece), (piece, known[id(piece)])) for piece in pieces)
         current = {id(piece) for openmetrics_ in (False, True) for piece in self.store.pieces(openmetrics_)}
         self._deflated = {key: entry for key, entry in self._deflated.items() if key in current}
-        deflated = b"".join(known[id(piece)] for piece in pieces)
+        deflated = [known[id(piece)] for piece in pieces]
         return _DeflatedAudience(deflated, crc, sum(len(piece) for piece in pieces))
 
 

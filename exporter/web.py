@@ -87,8 +87,9 @@ async def metrics_handler(request: web.Request) -> web.Response:
     headers = {"Content-Type": content_type, "Vary": "Accept, Accept-Encoding"}
     if wants_gzip(request.headers.get("Accept-Encoding", "")):
         headers["Content-Encoding"] = "gzip"
-        return web.Response(body=await exposition.gzip_body(openmetrics), headers=headers)
-    pieces = await exposition.scrape_pieces(openmetrics)
+        pieces = await exposition.gzip_pieces(openmetrics)
+    else:
+        pieces = await exposition.scrape_pieces(openmetrics)
     return web.Response(body=PiecesPayload(pieces, content_type), headers=headers)
 
 
