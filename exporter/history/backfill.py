@@ -12,11 +12,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import copy
 import os
 import re
 import sys
 import tempfile
 import time
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -27,14 +29,19 @@ from exporter.config import Config, ConfigError, load_config
 from exporter.families import AUDIENCE_FAMILIES
 from exporter.fetch import SourceFetcher
 from exporter.history import openmetrics
+from exporter.history.points import HistoryResult
 from exporter.history.series import SeriesSet
 from exporter.metrics import SourceIdentity
+from exporter.poll import ALL_UNITS, ShardView
 from exporter.providers import providers
 from exporter.providers.base import Provider
 from exporter.ratelimit import SlidingWindowLimiter
 from exporter.settings import parse_duration
+from exporter.sources import DEFAULT_RATE_LIMIT_PAUSE
 
 TIME_HELP = "RFC 3339 (2026-11-29T10:00:00Z), `now`, or a negative duration from now (-6h, -30m)"
+RATE_LIMIT_RETRIES = 3
+"""How often the units a vendor refused with 429 are asked again before the run counts them failed."""
 _LABEL = re.compile(r"([a-zA-Z_][a-zA-Z0-9_]*)=(.*)", re.DOTALL)
 
 
@@ -107,7 +114,8 @@ def join_time_values(argv: list[str]) -> list[str]:
 
 
 class _Requests:
-    """The fetcher's bookkeeping, reduced to a count for the closing summary."""
+    """The fetcher's bookkeeping, reduced to a count for the closing summary, and a note when
+    the run waits for a rate budget (so a long backfill says why it is slow)."""
 
     def __init__(self) -> None:
         self.sent = 0
@@ -117,6 +125,10 @@ class _Requests:
 
     def rate_limited(self) -> None:
         return None
+
+    def waiting(self, seconds: float) -> None:
+        if seconds >= 1:
+            note(f"waiting {seconds:.0f}s for a vendor's rate budget")
 
 
 def note(line: str) -> None:
@@ -131,10 +143,50 @@ def write_atomically(path: Path, body: bytes) -> None:
     os.replace(tmp, path)
 
 
+def _merge(result: HistoryResult, again: HistoryResult, units: set[str]) -> None:
+    """`again` (the units asked once more) replaces what `result` said of them."""
+    for unit in units:
+        result.failures.pop(unit, None)
+    result.samples.update(again.samples)
+    result.failures.update(again.failures)
+    result.rejected_points += again.rejected_points
+    result.kept_since = result.kept_since or again.kept_since
+
+
+async def history_waiting_out_429(
+    provider: Provider, fetch: SourceFetcher, limiter: SlidingWindowLimiter, start: float, end: float
+) -> HistoryResult:
+    """The provider's history; units the vendor refused with 429 are asked again once its
+    `Retry-After` has passed (a minute without one, an hour at most, as when polling), up to
+    RATE_LIMIT_RETRIES times. Every unit of the source waits: the pause is the credential's."""
+    result = await provider.history(fetch, start, end)
+    for _ in range(RATE_LIMIT_RETRIES):
+        refused = {unit: error for unit, error in result.failures.items() if error.rate_limited}
+        if not refused:
+            break
+        limiter.pause(
+            max(e.retry_after if e.retry_after is not None else DEFAULT_RATE_LIMIT_PAUSE for e in refused.values())
+        )
+        note(f"{provider.settings.name}: 429, asking {len(refused)} units again when the vendor allows")
+        owned = ShardView() if ALL_UNITS in refused else ShardView(owns_unit=refused.__contains__)
+        again = copy.copy(provider)
+        again.shard = owned
+        _merge(result, await again.history(fetch, start, end), set(refused))
+    return result
+
+
 async def collect(
-    config: Config, selected: list[Provider], start: float, end: float, labels: dict[str, str]
+    config: Config,
+    selected: list[Provider],
+    start: float,
+    end: float,
+    labels: dict[str, str],
+    *,
+    clock: Callable[[], float] = time.monotonic,
+    sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
 ) -> tuple[SeriesSet, bool, int]:
-    """Every selected source's history in one SeriesSet; (series, all delivered, requests sent)."""
+    """Every selected source's history in one SeriesSet; (series, all delivered, requests sent).
+    Sources on one credential share its rate budget; `clock` and `sleep` drive the waits."""
     series = SeriesSet()
     requests = _Requests()
     limiters: dict[tuple[str, str], SlidingWindowLimiter] = {}
@@ -142,12 +194,11 @@ async def collect(
     async with aiohttp.ClientSession(headers={"User-Agent": f"livestream-exporter/{__version__}"}) as session:
 
         async def one(provider: Provider) -> bool:
-            key = provider.rate_limit_key()
-            limiter = None
-            if key is not None and provider.rate_limits:
-                limiter = limiters.setdefault((provider.name, key), SlidingWindowLimiter(provider.rate_limits))
+            key = provider.rate_limit_key() or f"source {provider.settings.name}"
+            limits = provider.rate_limits
+            limiter = limiters.setdefault((provider.name, key), SlidingWindowLimiter(limits, clock=clock, sleep=sleep))
             fetch = SourceFetcher(session, config.global_.timeout, requests, limiter, source=provider.settings.name)
-            result = await provider.history(fetch, start, end)
+            result = await history_waiting_out_429(provider, fetch, limiter, start, end)
             settings = provider.settings
             identity = SourceIdentity(settings.name, settings.provider, tuple(settings.labels.items()))
             for points in result.samples.values():
