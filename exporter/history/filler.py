@@ -25,7 +25,7 @@ import aiohttp
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from exporter.history.points import HistoryResult
-from exporter.history.remote_write import Delivery, RemoteWriter, Series, batches
+from exporter.history.remote_write import Delivery, RemoteWriter, batches, remote_series
 from exporter.history.series import SeriesSet
 from exporter.history.settings import HistorySettings
 from exporter.poll import ALL_UNITS, PollError, PollResult
@@ -244,10 +244,7 @@ class GapFiller:
     async def _deliver(self, runtime: SourceRuntime, gaps: SourceGaps, series: SeriesSet) -> None:
         assert self.metrics is not None and self.settings is not None and runtime.fetcher is not None
         writer = self._remote_writer(runtime.fetcher.session)
-        remote: list[Series] = [
-            (tuple(sorted((("__name__", name), *labels))), [(round(ts * 1000), value) for ts, value in points])
-            for (name, labels), points in series.sorted_series()
-        ]
+        remote = remote_series(series)
         for batch in batches(remote):
             count = sum(len(points) for _, points in batch)
             delivery = await writer.send(batch) if writer else Delivery("failed", "receiver credentials unreadable")
