@@ -119,6 +119,8 @@ class _Requests:
 
     def __init__(self) -> None:
         self.sent = 0
+        self.said_until = 0.0
+        """When the last wait announced ends: units waiting for the same window say it once."""
 
     def request_done(self, endpoint: str, code: str, seconds: float) -> None:
         self.sent += 1
@@ -127,8 +129,10 @@ class _Requests:
         return None
 
     def waiting(self, seconds: float) -> None:
-        if seconds >= 1:
+        until = time.monotonic() + seconds
+        if seconds >= 1 and until > self.said_until + 1:
             note(f"waiting {seconds:.0f}s for a vendor's rate budget")
+        self.said_until = max(self.said_until, until)
 
 
 def note(line: str) -> None:
@@ -167,7 +171,8 @@ async def history_waiting_out_429(
         limiter.pause(
             max(e.retry_after if e.retry_after is not None else DEFAULT_RATE_LIMIT_PAUSE for e in refused.values())
         )
-        note(f"{provider.settings.name}: 429, asking {len(refused)} units again when the vendor allows")
+        units = f"{len(refused)} unit{'' if len(refused) == 1 else 's'}"
+        note(f"{provider.settings.name}: 429, asking {units} again when the vendor allows")
         owned = ShardView() if ALL_UNITS in refused else ShardView(owns_unit=refused.__contains__)
         again = copy.copy(provider)
         again.shard = owned
