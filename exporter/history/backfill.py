@@ -12,13 +12,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import copy
 import os
 import re
 import sys
 import tempfile
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -29,10 +29,9 @@ from exporter.config import Config, ConfigError, load_config
 from exporter.families import AUDIENCE_FAMILIES
 from exporter.fetch import SourceFetcher
 from exporter.history import openmetrics
-from exporter.history.points import HistoryResult
 from exporter.history.series import SeriesSet
 from exporter.metrics import SourceIdentity
-from exporter.poll import ALL_UNITS, ShardView
+from exporter.poll import Answer, SignedHeaders
 from exporter.providers import providers
 from exporter.providers.base import Provider
 from exporter.ratelimit import SlidingWindowLimiter
@@ -41,7 +40,7 @@ from exporter.sources import DEFAULT_RATE_LIMIT_PAUSE
 
 TIME_HELP = "RFC 3339 (2026-11-29T10:00:00Z), `now`, or a negative duration from now (-6h, -30m)"
 RATE_LIMIT_RETRIES = 3
-"""How often the units a vendor refused with 429 are asked again before the run counts them failed."""
+"""How often a request the vendor refused with 429 is sent again before its unit counts as failed."""
 _LABEL = re.compile(r"([a-zA-Z_][a-zA-Z0-9_]*)=(.*)", re.DOTALL)
 
 
@@ -147,37 +146,35 @@ def write_atomically(path: Path, body: bytes) -> None:
     os.replace(tmp, path)
 
 
-def _merge(result: HistoryResult, again: HistoryResult, units: set[str]) -> None:
-    """`again` (the units asked once more) replaces what `result` said of them."""
-    for unit in units:
-        result.failures.pop(unit, None)
-    result.samples.update(again.samples)
-    result.failures.update(again.failures)
-    result.rejected_points += again.rejected_points
-    result.kept_since = result.kept_since or again.kept_since
+class WaitingOut429:
+    """The source's fetcher for a backfill: a request the vendor refuses with 429 is sent again,
+    with fresh signed headers, once its `Retry-After` has passed (a minute without one, an hour
+    at most, as when polling), up to RATE_LIMIT_RETRIES times. The pause is the credential's:
+    every request on it waits. Only the refused request is repeated, never a unit's earlier ones."""
 
+    def __init__(self, fetch: SourceFetcher, limiter: SlidingWindowLimiter) -> None:
+        self.fetch = fetch
+        self.limiter = limiter
 
-async def history_waiting_out_429(
-    provider: Provider, fetch: SourceFetcher, limiter: SlidingWindowLimiter, start: float, end: float
-) -> HistoryResult:
-    """The provider's history; units the vendor refused with 429 are asked again once its
-    `Retry-After` has passed (a minute without one, an hour at most, as when polling), up to
-    RATE_LIMIT_RETRIES times. Every unit of the source waits: the pause is the credential's."""
-    result = await provider.history(fetch, start, end)
-    for _ in range(RATE_LIMIT_RETRIES):
-        refused = {unit: error for unit, error in result.failures.items() if error.rate_limited}
-        if not refused:
-            break
-        limiter.pause(
-            max(e.retry_after if e.retry_after is not None else DEFAULT_RATE_LIMIT_PAUSE for e in refused.values())
-        )
-        units = f"{len(refused)} unit{'' if len(refused) == 1 else 's'}"
-        note(f"{provider.settings.name}: 429, asking {units} again when the vendor allows")
-        owned = ShardView() if ALL_UNITS in refused else ShardView(owns_unit=refused.__contains__)
-        again = copy.copy(provider)
-        again.shard = owned
-        _merge(result, await again.history(fetch, start, end), set(refused))
-    return result
+    @asynccontextmanager
+    async def get(
+        self,
+        endpoint: str,
+        url: str,
+        *,
+        params: Mapping[str, str] | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> AsyncIterator[Answer]:
+        for attempt in range(RATE_LIMIT_RETRIES + 1):
+            if attempt and isinstance(headers, SignedHeaders):
+                headers = headers.fresh()
+            async with self.fetch.get(endpoint, url, params=params, headers=headers) as answer:
+                if answer.status != 429 or attempt == RATE_LIMIT_RETRIES:
+                    yield answer
+                    return
+                wait = answer.retry_after if answer.retry_after is not None else DEFAULT_RATE_LIMIT_PAUSE
+            note(f"{self.fetch.source}: {endpoint}: 429, asking again when the vendor allows")
+            self.limiter.pause(wait)
 
 
 async def collect(
@@ -203,7 +200,7 @@ async def collect(
             limits = provider.rate_limits
             limiter = limiters.setdefault((provider.name, key), SlidingWindowLimiter(limits, clock=clock, sleep=sleep))
             fetch = SourceFetcher(session, config.global_.timeout, requests, limiter, source=provider.settings.name)
-            result = await history_waiting_out_429(provider, fetch, limiter, start, end)
+            result = await provider.history(WaitingOut429(fetch, limiter), start, end)
             settings = provider.settings
             identity = SourceIdentity(settings.name, settings.provider, tuple(settings.labels.items()))
             for points in result.samples.values():

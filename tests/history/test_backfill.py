@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 import yaml
+from aiohttp import web
 
 from exporter.config import parse_config
 from exporter.demo.cloudflare import CloudflareSimulator
@@ -134,9 +135,11 @@ class FakeTime:
         self.passed += seconds
 
 
-async def collect_lls(sim: LlsSimulator, base_url: str, start: float, end: float, clock: FakeTime) -> Any:
+async def collect_lls(
+    sim: LlsSimulator, base_url: str, start: float, end: float, clock: FakeTime, sources: tuple[str, ...] = ()
+) -> Any:
     config = parse_config({"sources": sim.demo_sources(base_url)}, "c.yaml", Path("."))
-    selected, _ = select(config, [])
+    selected, _ = select(config, list(sources))
     for provider in selected:
         provider.clock = clock.wall  # type: ignore[attr-defined]
     return await collect(config, selected, start, end, {}, clock=clock.monotonic, sleep=clock.sleep)
@@ -166,3 +169,29 @@ async def test_backfill_retries_after_an_lls_429_once_its_retry_after_has_passed
     assert clock.waits == [30.0]
     assert requests == len(sim.requests) + 1, "the refused request is asked again, once"
     assert len(series.series) == len(sim.demo_sources(base_url)[0]["streams"]) * 2 + 1, "every unit delivered"
+
+
+async def test_after_a_429_only_the_refused_request_is_sent_again_signed_afresh(serve_app: Any) -> None:
+    clock = FakeTime()
+    sim = LlsSimulator(clock=clock.wall)
+    app = sim.app()
+    seen: list[str] = []
+
+    @web.middleware
+    async def refuse_the_third(request: web.Request, handler: Any) -> web.StreamResponse:
+        seen.append(request.headers["X-SFD-Nonce"])
+        if len(seen) == 3:
+            return web.json_response({"code": "RateLimit.Exceeded"}, status=429, headers={"Retry-After": "5"})
+        return await handler(request)
+
+    app.middlewares.append(refuse_the_third)
+    base_url = await serve_app(app)
+
+    _, delivered, requests = await collect_lls(
+        sim, base_url, clock.wall() - 5 * 86400, clock.wall(), clock, sources=("demo-lls-region",)
+    )
+
+    assert delivered and clock.waits == [5.0]
+    asked = [tuple(sorted(query.items())) for query in sim.requests]
+    assert len(asked) == len(set(asked)) == requests - 1, "each day asked once, the refused one twice"
+    assert len(set(seen)) == len(seen), "the repeated request is signed afresh"
