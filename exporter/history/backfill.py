@@ -31,7 +31,7 @@ from exporter.fetch import SourceFetcher
 from exporter.history import openmetrics
 from exporter.history.series import SeriesSet
 from exporter.metrics import SourceIdentity
-from exporter.poll import Answer, SignedHeaders
+from exporter.poll import Answer, RateLimit, SignedHeaders
 from exporter.providers import providers
 from exporter.providers.base import Provider
 from exporter.ratelimit import SlidingWindowLimiter
@@ -41,6 +41,9 @@ from exporter.sources import DEFAULT_RATE_LIMIT_PAUSE
 TIME_HELP = "RFC 3339 (2026-11-29T10:00:00Z), `now`, or a negative duration from now (-6h, -30m)"
 RATE_LIMIT_RETRIES = 3
 """How often a request the vendor refused with 429 is sent again before its unit counts as failed."""
+WINDOW_MARGIN = 2.0
+"""Seconds added to each rate window: the limiter counts a request when it leaves, the vendor when
+it arrives, and a slow first request would otherwise let the window's last one in too early (429)."""
 _LABEL = re.compile(r"([a-zA-Z_][a-zA-Z0-9_]*)=(.*)", re.DOTALL)
 
 
@@ -197,7 +200,9 @@ async def collect(
 
         async def one(provider: Provider) -> bool:
             key = provider.rate_limit_key() or f"source {provider.settings.name}"
-            limits = provider.rate_limits
+            limits = tuple(
+                RateLimit(limit.requests, limit.per_seconds + WINDOW_MARGIN) for limit in provider.rate_limits
+            )
             limiter = limiters.setdefault((provider.name, key), SlidingWindowLimiter(limits, clock=clock, sleep=sleep))
             fetch = SourceFetcher(session, config.global_.timeout, requests, limiter, source=provider.settings.name)
             result = await provider.history(WaitingOut429(fetch, limiter), start, end)

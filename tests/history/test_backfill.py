@@ -195,3 +195,13 @@ async def test_after_a_429_only_the_refused_request_is_sent_again_signed_afresh(
     asked = [tuple(sorted(query.items())) for query in sim.requests]
     assert len(asked) == len(set(asked)) == requests - 1, "each day asked once, the refused one twice"
     assert len(set(seen)) == len(seen), "the repeated request is signed afresh"
+
+
+def test_the_exporter_takes_no_abbreviated_flag_either(tmp_path: Path) -> None:
+    """`livestream-exporter --to 2` (backfill's flag, without `backfill`) is no `--total-shards 2`."""
+    done = subprocess.run(
+        [sys.executable, "-m", "exporter", "--demo", "--to", "2", "--check-config"],
+        capture_output=True, text=True, timeout=60, env=exporter_env(), cwd=tmp_path,
+    )  # fmt: skip
+    assert done.returncode != 0
+    assert "--to" in done.stderr
