@@ -1,16 +1,27 @@
-"""The README stays true to the program: its flag table is --help's, its commands are CI's."""
+"""The docs stay true to the program: the README's commands are CI's, generated tables are what
+their code generates, every link and every file named leads somewhere, every vendor has a page."""
 
 from __future__ import annotations
 
 import argparse
 import re
 import tomllib
+from pathlib import Path
+
+import pytest
 
 from exporter.cli import build_parser
 from exporter.flagtable import flag_table
+from exporter.metrictable import metric_tables
+from exporter.providers import providers
 from tests.conftest import REPO_ROOT
 
 README = REPO_ROOT / "README.md"
+DOCS = REPO_ROOT / "docs"
+CONFIGURATION = DOCS / "configuration.md"
+PAGES = sorted([README, *DOCS.rglob("*.md")])
+_LINK = re.compile(r"\]\(([^)\s]+)\)|<(https?://[^>]+)>")
+_REPO_PATH = re.compile(r"`((?:exporter|tests|bench|prometheus|grafana|deploy|docker|alertmanager|\.ci)/[\w/.-]*)`")
 
 
 def code_block_after(text: str, marker: str) -> list[str]:
@@ -21,20 +32,38 @@ def code_block_after(text: str, marker: str) -> list[str]:
     return match[1].strip().splitlines()
 
 
+def relative_links(page: Path) -> list[str]:
+    """The targets of the page's links that point into the repository (no scheme, no mailto)."""
+    targets = (match[1] for match in _LINK.finditer(page.read_text(encoding="utf-8")) if match[1])
+    return [target for target in targets if not re.match(r"[a-z]+:", target) and not target.startswith("#")]
+
+
+def vendor_page_metrics(vendor: str) -> set[str]:
+    page = (DOCS / "vendors" / f"{vendor}.md").read_text(encoding="utf-8")
+    return {line.split("`")[1] for line in page.splitlines() if line.startswith("| `livestream_")}
+
+
 def test_every_flag_is_documented_with_its_default() -> None:
-    readme = README.read_text()
+    page = CONFIGURATION.read_text()
     for action in build_parser()._actions:
         flag = next((s for s in action.option_strings if s.startswith("--")), None)
         if flag in (None, "--help"):
             continue
-        row = next((line for line in readme.splitlines() if line.startswith(f"| `{flag}")), None)
-        assert row is not None, f"{flag} missing from the README's flag table"
+        row = next((line for line in page.splitlines() if line.startswith(f"| `{flag}")), None)
+        assert row is not None, f"{flag} missing from the flag table of docs/configuration.md"
         if isinstance(action.default, str) and action.default != argparse.SUPPRESS and flag != "--config":
-            assert f"`{action.default}`" in row, f"{flag}: README does not show default {action.default}"
+            assert f"`{action.default}`" in row, f"{flag}: docs/configuration.md does not show default {action.default}"
 
 
-def test_readme_flag_table_is_the_one_generated_from_help() -> None:
-    assert flag_table() in README.read_text(), "regenerate it: python -m exporter.flagtable README.md"
+def test_the_flag_table_is_the_one_generated_from_help() -> None:
+    assert flag_table() in CONFIGURATION.read_text(), (
+        "regenerate it: python -m exporter.flagtable docs/configuration.md"
+    )
+
+
+def test_the_metrics_page_holds_the_tables_generated_from_the_metric_declarations() -> None:
+    page = (DOCS / "metrics.md").read_text(encoding="utf-8")
+    assert metric_tables() in page, "regenerate it: python -m exporter.metrictable docs/metrics.md"
 
 
 def test_quick_start_is_two_commands_in_a_virtualenv() -> None:
@@ -59,3 +88,32 @@ def test_project_license_is_an_spdx_string() -> None:
     assert pyproject["project"]["license"] == "Apache-2.0"
     setuptools = next(r for r in pyproject["build-system"]["requires"] if r.startswith("setuptools"))
     assert setuptools == "setuptools>=77", "setuptools reads the SPDX form from 77 on"
+
+
+@pytest.mark.parametrize("page", PAGES, ids=lambda page: str(page.relative_to(REPO_ROOT)))
+def test_every_relative_link_points_to_an_existing_file(page: Path) -> None:
+    broken = [link for link in relative_links(page) if not (page.parent / link.split("#")[0]).exists()]
+    assert broken == []
+
+
+@pytest.mark.parametrize("page", PAGES, ids=lambda page: str(page.relative_to(REPO_ROOT)))
+def test_every_repository_file_a_page_names_exists(page: Path) -> None:
+    named = _REPO_PATH.findall(page.read_text(encoding="utf-8"))
+    missing = [path for path in named if "acme" not in path and not (REPO_ROOT / path).exists()]
+    assert missing == []
+
+
+def test_the_readme_links_every_docs_page_and_the_vendor_folder() -> None:
+    linked = {(README.parent / link.split("#")[0]).resolve() for link in relative_links(README)}
+    assert {page.resolve() for page in DOCS.glob("*.md")} - linked == set()
+    assert (DOCS / "vendors").resolve() in linked
+
+
+@pytest.mark.parametrize("vendor", providers())
+def test_every_registered_provider_has_its_docs_page(vendor: str) -> None:
+    assert (DOCS / "vendors" / f"{vendor}.md").is_file(), f"docs/vendors/{vendor}.md is missing"
+
+
+@pytest.mark.parametrize("vendor", providers())
+def test_a_vendor_pages_metric_table_names_exactly_the_families_it_publishes(vendor: str) -> None:
+    assert vendor_page_metrics(vendor) == {family.name for family in providers()[vendor].families}

@@ -224,7 +224,7 @@ async def test_fault_is_a_counted_failed_poll_that_heals_at_the_next_good_answer
 
 
 def test_demo_logs_each_simulators_fault_endpoint_for_curl(run_exporter: Any) -> None:
-    """The README's way to make the demo fail: the fault URL from the log takes a fault."""
+    """docs/operations.md's way to make the demo fail: the fault URL from the log takes a fault."""
     import json
     import re
     import urllib.request

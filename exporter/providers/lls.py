@@ -128,7 +128,7 @@ def signed_uri(path: str, query: Mapping[str, str]) -> str:
     """The URI the signature covers: the path alone, without the query string.
 
     The pages list the "request path" among the signed parts and their worked example has no
-    query, so this is our reading (README, LLS section); this function is the only place that
+    query, so this is our reading (docs/vendors/lls.md); this function is the only place that
     decides it, and the simulator makes the same reading with its own code.
     """
     return path

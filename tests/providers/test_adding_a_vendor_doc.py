@@ -36,6 +36,11 @@ def test_every_name_the_guide_uses_is_where_it_says(module: str, name: str) -> N
     assert hasattr(importlib.import_module(module), name)
 
 
+def test_the_guide_names_the_vendor_page_where_the_docs_tests_look_for_it() -> None:
+    assert "`docs/vendors/acme.md`" in GUIDE
+    assert (REPO_ROOT / "docs" / "vendors").is_dir()
+
+
 def test_the_guides_provider_sketch_compiles() -> None:
     [sketch] = re.findall(r"```python\n(.*?)```", GUIDE, re.S)
     compile(sketch, "adding-a-vendor.md", "exec")

@@ -90,8 +90,8 @@ def test_a_sample_of_an_undeclared_family_is_counted_as_rejected_and_not_publish
     assert "livestream_made_up" not in body and "livestream_unique_viewers" in body
 
 
-def test_the_readme_metric_table_lists_exactly_the_declared_families_with_their_types() -> None:
-    rows = [line.split("|") for line in (REPO_ROOT / "README.md").read_text().splitlines()]
+def test_the_metrics_page_lists_exactly_the_declared_families_with_their_types() -> None:
+    rows = [line.split("|") for line in (REPO_ROOT / "docs" / "metrics.md").read_text().splitlines()]
     documented = {
         row[1].strip().strip("`"): row[2].strip()
         for row in rows
