@@ -33,9 +33,17 @@ def code_block_after(text: str, marker: str) -> list[str]:
 
 
 def relative_links(page: Path) -> list[str]:
-    """The targets of the page's links that point into the repository (no scheme, no mailto)."""
+    """The targets of the page's links that point into the repository (no scheme, no mailto);
+    a link to a heading of the page itself is `#anchor`."""
     targets = (match[1] for match in _LINK.finditer(page.read_text(encoding="utf-8")) if match[1])
-    return [target for target in targets if not re.match(r"[a-z]+:", target) and not target.startswith("#")]
+    return [target for target in targets if not re.match(r"[a-z]+:", target)]
+
+
+def anchors(page: Path) -> set[str]:
+    """The anchors GitHub gives the page's headings: lower case, punctuation dropped, spaces to -."""
+    text = re.sub(r"```.*?```", "", page.read_text(encoding="utf-8"), flags=re.S)
+    headings = re.findall(r"^#+ (.+)$", text, re.M)
+    return {re.sub(r"[^\w\- ]", "", heading.lower()).replace(" ", "-") for heading in headings}
 
 
 def vendor_page_metrics(vendor: str) -> set[str]:
@@ -91,8 +99,13 @@ def test_project_license_is_an_spdx_string() -> None:
 
 
 @pytest.mark.parametrize("page", PAGES, ids=lambda page: str(page.relative_to(REPO_ROOT)))
-def test_every_relative_link_points_to_an_existing_file(page: Path) -> None:
-    broken = [link for link in relative_links(page) if not (page.parent / link.split("#")[0]).exists()]
+def test_every_relative_link_points_to_an_existing_file_and_heading(page: Path) -> None:
+    broken = []
+    for link in relative_links(page):
+        path, _, anchor = link.partition("#")
+        target = (page.parent / path) if path else page
+        if not target.exists() or (anchor and target.suffix == ".md" and anchor not in anchors(target)):
+            broken.append(link)
     assert broken == []
 
 
@@ -104,7 +117,7 @@ def test_every_repository_file_a_page_names_exists(page: Path) -> None:
 
 
 def test_the_readme_links_every_docs_page_and_the_vendor_folder() -> None:
-    linked = {(README.parent / link.split("#")[0]).resolve() for link in relative_links(README)}
+    linked = {(README.parent / link.split("#")[0]).resolve() for link in relative_links(README) if link[:1] != "#"}
     assert {page.resolve() for page in DOCS.glob("*.md")} - linked == set()
     assert (DOCS / "vendors").resolve() in linked
 
