@@ -11,9 +11,12 @@ from pathlib import Path
 import pytest
 
 from exporter.cli import build_parser
+from exporter.config import GlobalSettings
 from exporter.flagtable import flag_table
+from exporter.history.settings import HistorySettings
 from exporter.metrictable import metric_tables
 from exporter.providers import providers
+from exporter.settings import SourceSettings
 from tests.conftest import REPO_ROOT
 
 README = REPO_ROOT / "README.md"
@@ -130,3 +133,21 @@ def test_every_registered_provider_has_its_docs_page(vendor: str) -> None:
 @pytest.mark.parametrize("vendor", providers())
 def test_a_vendor_pages_metric_table_names_exactly_the_families_it_publishes(vendor: str) -> None:
     assert vendor_page_metrics(vendor) == {family.name for family in providers()[vendor].families}
+
+
+def test_the_configuration_page_names_every_global_key_and_every_common_source_key() -> None:
+    page = CONFIGURATION.read_text(encoding="utf-8")
+    keys = [*GlobalSettings.model_fields, *SourceSettings.model_fields]
+    assert [key for key in keys if f"`{key}`" not in page and f" {key}:" not in page] == []
+
+
+def test_the_history_page_names_every_key_of_global_history() -> None:
+    page = (DOCS / "history.md").read_text(encoding="utf-8")
+    assert [key for key in HistorySettings.model_fields if f"{key}:" not in page] == []
+
+
+@pytest.mark.parametrize("vendor", providers())
+def test_a_vendor_page_has_a_row_for_each_of_its_config_keys(vendor: str) -> None:
+    page = (DOCS / "vendors" / f"{vendor}.md").read_text(encoding="utf-8")
+    own = [key for key in providers()[vendor].settings_model.model_fields if key not in SourceSettings.model_fields]
+    assert [key for key in own if f"| `{key}` |" not in page] == []
