@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import argparse
 import re
+import subprocess
+import sys
 import tomllib
 from pathlib import Path
 
@@ -14,7 +16,7 @@ from exporter.cli import build_parser
 from exporter.config import GlobalSettings
 from exporter.flagtable import flag_table
 from exporter.history.settings import HistorySettings
-from exporter.metrictable import metric_tables
+from exporter.metrictable import BEGIN, END, metric_tables
 from exporter.providers import providers
 from exporter.settings import SourceSettings
 from tests.conftest import REPO_ROOT
@@ -89,6 +91,14 @@ def test_readme_test_command_is_exactly_what_ci_runs_last() -> None:
     assert ci[-len(commands) :] == commands
 
 
+def test_readme_test_command_gates_coverage_at_the_figure_it_names() -> None:
+    readme = README.read_text()
+    command = code_block_after(readme, "Run the tests")[1]
+    gate = re.search(r"--cov=exporter .*--cov-fail-under=(\d+)", command)
+    assert gate is not None, "the test command must measure exporter/ and fail under a coverage figure"
+    assert f"{gate[1]} %" in readme, "the README must name the coverage figure in words"
+
+
 def test_ci_never_stops_a_process_by_name() -> None:
     ci = (REPO_ROOT / ".ci" / "run").read_text()
     assert not re.search(r"\b(pkill|killall|kill)\b", ci)
@@ -151,3 +161,20 @@ def test_a_vendor_page_has_a_row_for_each_of_its_config_keys(vendor: str) -> Non
     page = (DOCS / "vendors" / f"{vendor}.md").read_text(encoding="utf-8")
     own = [key for key in providers()[vendor].settings_model.model_fields if key not in SourceSettings.model_fields]
     assert [key for key in own if f"| `{key}` |" not in page] == []
+
+
+def test_a_generator_rewrites_only_the_block_between_its_markers(tmp_path: Path) -> None:
+    page = tmp_path / "metrics.md"
+    page.write_text(f"# Metrics\n\nby hand\n\n{BEGIN}\nstale\n{END}\n\nby hand too\n", encoding="utf-8")
+    done = subprocess.run([sys.executable, "-m", "exporter.metrictable", str(page)], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert page.read_text(encoding="utf-8") == f"# Metrics\n\nby hand\n\n{metric_tables()}\n\nby hand too\n"
+
+
+def test_a_generator_refuses_a_page_without_its_markers_in_one_line(tmp_path: Path) -> None:
+    page = tmp_path / "configuration.md"
+    page.write_text("# Configuration\n", encoding="utf-8")
+    done = subprocess.run([sys.executable, "-m", "exporter.flagtable", str(page)], capture_output=True, text=True)
+    assert (done.returncode, done.stderr.count("\n")) == (1, 1)
+    assert done.stderr.startswith(f"{page}: no generated block")
+    assert page.read_text(encoding="utf-8") == "# Configuration\n"
