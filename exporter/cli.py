@@ -24,7 +24,7 @@ from pathlib import Path
 from aiohttp import web
 
 from exporter import __version__
-from exporter.config import Config, ConfigError, load_config, parse_config
+from exporter.config import Config, ConfigError, load_config, parse_config, with_sources
 from exporter.demo import RunningSimulators, start_simulators
 from exporter.demo.faults import FAULT_PATH
 from exporter.logs import LEVELS, Redactor, setup_logging
@@ -131,16 +131,15 @@ def combine(path: str | None, running: RunningSimulators | None, demo_state_dir:
     if running is None:
         assert config is not None
         return config
-    demo = parse_config({"sources": running.sources}, "<demo>", Path(tempfile.gettempdir()))
+    demo_global = {"state_dir": demo_state_dir} if config is None else {}
+    demo = parse_config({"global": demo_global, "sources": running.sources}, "<demo>", Path(tempfile.gettempdir()))
     if config is None:
-        demo.global_ = demo.global_.model_copy(update={"state_dir": demo_state_dir})
         return demo
     taken = {source.name for source in config.sources}
     clashes = [source.name for source in demo.sources if source.name in taken]
     if clashes:
         raise ConfigError([f"{path}: sources: names {', '.join(clashes)} are reserved for --demo"])
-    config.sources.extend(demo.sources)
-    return config
+    return with_sources(config, demo.sources)
 
 
 async def prepare(args: argparse.Namespace) -> Setup:
@@ -282,14 +281,14 @@ async def serve(setup: Setup, args: argparse.Namespace, redactor: Redactor, secu
     return 0
 
 
-def apply_sharding(config: Config, args: argparse.Namespace) -> None:
-    """Flags over the config's `global`; the config then holds the resolved shard, except
-    that --check-config leaves `auto` alone (it checks the config, not this host's name)."""
+def apply_sharding(config: Config, args: argparse.Namespace) -> Config:
+    """Flags over the config's `global`: the config holding the resolved shard, except that
+    --check-config leaves `auto` alone (it checks the config, not this host's name)."""
     global_ = config.global_
     shard, total = requested(args.shard, args.total_shards, global_.shard, global_.total_shards, config.path)
     if not args.check_config:
         shard = resolve(shard, total).ordinal
-    config.global_ = global_.model_copy(update={"shard": shard, "total_shards": total})
+    return config.model_copy(update={"global_": global_.model_copy(update={"shard": shard, "total_shards": total})})
 
 
 async def amain(args: argparse.Namespace, redactor: Redactor) -> int:
@@ -313,7 +312,7 @@ async def amain(args: argparse.Namespace, redactor: Redactor) -> int:
         return 1
     try:
         try:
-            apply_sharding(setup.config, args)
+            setup.config = apply_sharding(setup.config, args)
         except ShardError as error:
             print(str(error), file=sys.stderr)
             return 1

@@ -19,7 +19,7 @@ from tests.conftest import exporter_env
 GOOD_SOURCE = """
   - name: gcore-prod
     provider: gcore
-    api_key: "12$abc"
+    api_key: "12$abcdefgh"
 """
 
 
@@ -38,12 +38,12 @@ def errors_of(tmp_path: Path, text: str) -> list[str]:
 
 BAD_CONFIGS = [
     (
-        "sources:\n  - {name: a, provider: gcore, api_key: k}\n  - {name: b, provider: gcore, api_key: k}\n"
-        "  - {name: gcore-prod, provider: gcore, api_key: k, granularity: 2m}\n",
+        "sources:\n  - {name: a, provider: gcore, api_key: key-0123456}\n  - {name: b, provider: gcore, api_key: key-0123456}\n"
+        "  - {name: gcore-prod, provider: gcore, api_key: key-0123456, granularity: 2m}\n",
         ['config.yaml: sources[2] "gcore-prod": granularity: must be one of 1m, 5m, 15m, 1h, 1d'],
     ),
     (
-        "sources:\n  - {name: a, provider: gcore, api_key: k, granularty: 1m}\n",
+        "sources:\n  - {name: a, provider: gcore, api_key: key-0123456, granularty: 1m}\n",
         ['config.yaml: sources[0] "a": granularty: unknown key'],
     ),
     (
@@ -51,19 +51,19 @@ BAD_CONFIGS = [
         ['config.yaml: sources[0] "a": api_key: required key is missing'],
     ),
     (
-        "sources:\n  - {name: a, provider: youtube, api_key: k}\n",
+        "sources:\n  - {name: a, provider: youtube, api_key: key-0123456}\n",
         ["config.yaml: sources[0] \"a\": provider: unknown provider 'youtube' (one of {providers})"],
     ),
     (
-        "sources:\n  - {name: a, provider: gcore, api_key: k}\n  - {name: a, provider: gcore, api_key: k}\n",
+        "sources:\n  - {name: a, provider: gcore, api_key: key-0123456}\n  - {name: a, provider: gcore, api_key: key-0123456}\n",
         ['config.yaml: sources[1] "a": name: duplicate of sources[0]'],
     ),
     (
-        "sources:\n  - {name: a, provider: gcore, api_key: k, interval: 10}\n",
+        "sources:\n  - {name: a, provider: gcore, api_key: key-0123456, interval: 10}\n",
         ['config.yaml: sources[0] "a": interval: must be a duration such as 500ms, 10s, 5m or 1h'],
     ),
     (
-        "global:\n  stale_after: soon\nsources:\n  - {name: a, provider: gcore, api_key: k}\n",
+        "global:\n  stale_after: soon\nsources:\n  - {name: a, provider: gcore, api_key: key-0123456}\n",
         ["config.yaml: global: stale_after: must be a duration such as 500ms, 10s, 5m or 1h"],
     ),
     (
@@ -72,56 +72,65 @@ BAD_CONFIGS = [
     ),
     ("sources: []\n", ["config.yaml: sources: at least one source is required (or run with --demo)"]),
     (
-        "sources:\n  - {name: Bad Name, provider: gcore, api_key: k}\n",
+        "sources:\n  - {name: Bad Name, provider: gcore, api_key: key-0123456}\n",
         ['config.yaml: sources[0] "Bad Name": name: must match [a-z0-9_-]+ (it becomes the `source` label)'],
     ),
     (
-        "sources:\n  - {name: a, provider: gcore, api_key: k, base_url: 'ftp://x'}\n",
+        "sources:\n  - {name: a, provider: gcore, api_key: key-0123456, base_url: 'ftp://x'}\n",
         ['config.yaml: sources[0] "a": base_url: must be an http:// or https:// URL'],
     ),
     (
-        "sourcez: []\nsources:\n  - {name: a, provider: gcore, api_key: k}\n",
+        "sourcez: []\nsources:\n  - {name: a, provider: gcore, api_key: key-0123456}\n",
         ["config.yaml: sourcez: unknown key (expected global, sources)"],
     ),
     (
-        "global: {timeot: 10s}\nsources:\n  - {name: a, provider: gcore, api_key: k}\n",
+        "global: {timeot: 10s}\nsources:\n  - {name: a, provider: gcore, api_key: key-0123456}\n",
         ["config.yaml: global: timeot: unknown key"],
     ),
     (
-        "global: {timeout: 0s}\nsources:\n  - {name: a, provider: gcore, api_key: k}\n",
+        "global: {timeout: 0s}\nsources:\n  - {name: a, provider: gcore, api_key: key-0123456}\n",
         ["config.yaml: global: timeout: must be longer than 0s"],
     ),
     (
-        "global: [timeout]\nsources:\n  - {name: a, provider: gcore, api_key: k}\n",
+        "global: [timeout]\nsources:\n  - {name: a, provider: gcore, api_key: key-0123456}\n",
         ["config.yaml: global: must be a mapping of keys"],
     ),
     (
-        "global: {state_dir: '${LSE_TEST_UNSET_VARIABLE}'}\nsources:\n  - {name: a, provider: gcore, api_key: k}\n",
+        "global: {state_dir: '${LSE_TEST_UNSET_VARIABLE}'}\nsources:\n  - {name: a, provider: gcore, api_key: key-0123456}\n",
         ["config.yaml: global: state_dir: environment variable LSE_TEST_UNSET_VARIABLE is not set"],
     ),
     (
-        "global: {timeout: 10s, timeout: 5s}\nsources:\n  - {name: a, provider: gcore, api_key: k}\n",
+        "global: {timeout: 10s, timeout: 5s}\nsources:\n  - {name: a, provider: gcore, api_key: key-0123456}\n",
         ["config.yaml: line 1: invalid YAML: duplicate key 'timeout'"],
     ),
     ("sources: {a: {provider: gcore}}\n", ["config.yaml: sources: must be a list of sources"]),
     ("sources: [gcore]\n", ["config.yaml: sources[0]: must be a mapping of keys"]),
     ("# nothing yet\n", ["config.yaml: sources: at least one source is required (or run with --demo)"]),
     ("- name: a\n  provider: gcore\n", ["config.yaml: the top level must be a mapping with `global` and `sources`"]),
-    ("sources:\n  - {name: a, provider: gcore\n", ["config.yaml: line 3: invalid YAML: expected ',' or '}', but got '<stream end>'"]),
     (
-        "sources:\n  - name: a\n    provider: gcore\n    api_key: k\n    api_key: j\n",
+        "sources:\n  - {name: a, provider: gcore\n",
+        ["config.yaml: line 3: invalid YAML: expected ',' or '}', but got '<stream end>'"],
+    ),
+    (
+        "sources:\n  - name: a\n    provider: gcore\n    api_key: key-0123456\n    api_key: j\n",
         ["config.yaml: line 5: invalid YAML: duplicate key 'api_key'"],
     ),
     (
-        "sources:\n  - {name: a, api_key: k}\n",
+        "sources:\n  - {name: a, api_key: key-0123456}\n",
         ['config.yaml: sources[0] "a": provider: required key is missing (one of {providers})'],
     ),
     (
-        "sources:\n  - {name: a, provider: [gcore], api_key: k}\n",
+        "sources:\n  - {name: a, provider: [gcore], api_key: key-0123456}\n",
         ['config.yaml: sources[0] "a": provider: must be a string (one of {providers})'],
     ),
-    ("sources:\n  - {provider: gcore, api_key: k}\n", ["config.yaml: sources[0]: name: required key is missing"]),
-    ("sources:\n  - {name: 7, provider: gcore, api_key: k}\n", ["config.yaml: sources[0]: name: must be a valid string"]),
+    (
+        "sources:\n  - {provider: gcore, api_key: key-0123456}\n",
+        ["config.yaml: sources[0]: name: required key is missing"],
+    ),
+    (
+        "sources:\n  - {name: 7, provider: gcore, api_key: key-0123456}\n",
+        ["config.yaml: sources[0]: name: must be a valid string"],
+    ),
     (
         "sources:\n  - {name: a, provider: gcore, api_key: ''}\n",
         ['config.yaml: sources[0] "a": api_key: must not be empty'],
@@ -131,7 +140,7 @@ BAD_CONFIGS = [
         ['config.yaml: sources[0] "a": api_key: must be a valid string'],
     ),
     (
-        "sources:\n  - {name: a, provider: gcore, api_key: k, api_key_file: key}\n",
+        "sources:\n  - {name: a, provider: gcore, api_key: key-0123456, api_key_file: key}\n",
         ['config.yaml: sources[0] "a": api_key_file: set either api_key or api_key_file, not both'],
     ),
     (
@@ -143,51 +152,51 @@ BAD_CONFIGS = [
         ['config.yaml: sources[0] "a": api_key_file: must be a file path'],
     ),
     (
-        "sources:\n  - {name: a, provider: gcore, api_key: k, granularity: 5}\n",
+        "sources:\n  - {name: a, provider: gcore, api_key: key-0123456, granularity: 5}\n",
         ['config.yaml: sources[0] "a": granularity: must be one of 1m, 5m, 15m, 1h, 1d'],
     ),
     (
-        "sources:\n  - {name: a, provider: gcore, api_key: k, stream_ids: [abc]}\n",
-        ['config.yaml: sources[0] "a": stream_ids[0]: must be a valid integer, unable to parse string as an integer'],
+        "sources:\n  - {name: a, provider: gcore, api_key: key-0123456, stream_ids: [abc]}\n",
+        ['config.yaml: sources[0] "a": stream_ids[0]: must be a valid integer'],
     ),
     (
-        "sources:\n  - {name: a, provider: gcore, api_key: k, stream_ids: 42}\n",
+        "sources:\n  - {name: a, provider: gcore, api_key: key-0123456, stream_ids: 42}\n",
         ['config.yaml: sources[0] "a": stream_ids: must be a valid list'],
     ),
     (
-        "sources:\n  - {name: a, provider: gcore, api_key: k, client_user_id: me}\n",
-        ['config.yaml: sources[0] "a": client_user_id: must be a valid integer, unable to parse string as an integer'],
+        "sources:\n  - {name: a, provider: gcore, api_key: key-0123456, client_user_id: me}\n",
+        ['config.yaml: sources[0] "a": client_user_id: must be a valid integer'],
     ),
     (
-        "sources:\n  - {name: a, provider: gcore, api_key: k, interval: 0s}\n",
+        "sources:\n  - {name: a, provider: gcore, api_key: key-0123456, interval: 0s}\n",
         ['config.yaml: sources[0] "a": interval: must be longer than 0s'],
     ),
     (
-        "sources:\n  - {name: a, provider: gcore, api_key: k, interval: -5s}\n",
+        "sources:\n  - {name: a, provider: gcore, api_key: key-0123456, interval: -5s}\n",
         ['config.yaml: sources[0] "a": interval: must be a duration such as 500ms, 10s, 5m or 1h'],
     ),
     (
-        "sources:\n  - {name: a, provider: gcore, api_key: k, base_url: 'http://'}\n",
+        "sources:\n  - {name: a, provider: gcore, api_key: key-0123456, base_url: 'http://'}\n",
         ['config.yaml: sources[0] "a": base_url: must be an http:// or https:// URL'],
     ),
     (
-        "sources:\n  - {name: a, provider: gcore, api_key: k, base_url: 'https://user:pw@api.gcore.com'}\n",
+        "sources:\n  - {name: a, provider: gcore, api_key: key-0123456, base_url: 'https://user:pw@api.gcore.com'}\n",
         ['config.yaml: sources[0] "a": base_url: must not carry credentials (they would not be treated as secrets)'],
     ),
     (
-        "sources:\n  - {name: a, provider: gcore, api_key: k, labels: [team]}\n",
+        "sources:\n  - {name: a, provider: gcore, api_key: key-0123456, labels: [team]}\n",
         ['config.yaml: sources[0] "a": labels: must be a mapping of keys'],
     ),
     (
-        "sources:\n  - {name: a, provider: gcore, api_key: k, labels: {team-name: x}}\n",
-        ['config.yaml: sources[0] "a": labels.team-name: \'team-name\' is not a valid Prometheus label name'],
+        "sources:\n  - {name: a, provider: gcore, api_key: key-0123456, labels: {team-name: x}}\n",
+        ["config.yaml: sources[0] \"a\": labels.team-name: 'team-name' is not a valid Prometheus label name"],
     ),
     (
-        "sources:\n  - {name: a, provider: gcore, api_key: k, labels: {source: x}}\n",
-        ['config.yaml: sources[0] "a": labels.source: \'source\' is set by the exporter itself'],
+        "sources:\n  - {name: a, provider: gcore, api_key: key-0123456, labels: {source: x}}\n",
+        ["config.yaml: sources[0] \"a\": labels.source: 'source' is set by the exporter itself"],
     ),
     (
-        "sources:\n  - {name: a, provider: gcore, api_key: k, labels: {team: [x]}}\n",
+        "sources:\n  - {name: a, provider: gcore, api_key: key-0123456, labels: {team: [x]}}\n",
         ['config.yaml: sources[0] "a": labels.team: must be a valid string'],
     ),
 ]
@@ -202,7 +211,7 @@ def test_bad_config_reports_exact_lines(tmp_path: Path, text: str, expected: lis
 def test_every_problem_is_reported_at_once(tmp_path: Path) -> None:
     lines = errors_of(
         tmp_path,
-        "global: {timeout: x}\nsources:\n  - {name: a, provider: gcore}\n  - {name: b, provider: gcore, api_key: k, granularity: 7}\n",
+        "global: {timeout: x}\nsources:\n  - {name: a, provider: gcore}\n  - {name: b, provider: gcore, api_key: key-0123456, granularity: 7}\n",
     )
     assert len(lines) == 3
 
@@ -221,22 +230,18 @@ def test_unreadable_secret_file_names_key_and_path(tmp_path: Path) -> None:
 
 
 def test_env_variables_are_expanded(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("LSE_TEST_KEY", "12$env")
-    config = load_config(
-        write(tmp_path, "sources:\n  - {name: a, provider: gcore, api_key: '${LSE_TEST_KEY}'}\n")
-    )
-    assert config.sources[0].api_key.get_secret_value() == "12$env"
+    monkeypatch.setenv("LSE_TEST_KEY", "12$env-key")
+    config = load_config(write(tmp_path, "sources:\n  - {name: a, provider: gcore, api_key: '${LSE_TEST_KEY}'}\n"))
+    assert config.sources[0].api_key.get_secret_value() == "12$env-key"
 
 
 def test_durations_accept_prometheus_style(tmp_path: Path) -> None:
-    config = load_config(
-        write(tmp_path, "global: {timeout: 500ms, stale_after: 1m30s}\nsources:" + GOOD_SOURCE)
-    )
+    config = load_config(write(tmp_path, "global: {timeout: 500ms, stale_after: 1m30s}\nsources:" + GOOD_SOURCE))
     assert (config.global_.timeout, config.global_.stale_after) == (0.5, 90.0)
 
 
 def test_check_config_exits_1_and_prints_each_problem(tmp_path: Path) -> None:
-    path = write(tmp_path, "sources:\n  - {name: a, provider: gcore, api_key: '12$hush', granularity: 2m}\n")
+    path = write(tmp_path, "sources:\n  - {name: a, provider: gcore, api_key: '12$hush-hush', granularity: 2m}\n")
     done = subprocess.run(
         [sys.executable, "-m", "exporter", "--check-config", "--config", path],
         capture_output=True,
@@ -246,7 +251,7 @@ def test_check_config_exits_1_and_prints_each_problem(tmp_path: Path) -> None:
     )
     assert done.returncode == 1
     assert done.stderr.strip() == f'{path}: sources[0] "a": granularity: must be one of 1m, 5m, 15m, 1h, 1d'
-    assert "12$hush" not in done.stdout + done.stderr
+    assert "12$hush-hush" not in done.stdout + done.stderr
 
 
 def test_check_config_exits_0_on_a_valid_config(tmp_path: Path) -> None:

@@ -225,7 +225,7 @@ def test_entrypoint_without_a_config_starts_the_demo(installed: Path, tmp_path: 
 
 def test_entrypoint_uses_the_config_it_is_told_about(installed: Path, tmp_path: Path) -> None:
     config = tmp_path / "config.yaml"
-    config.write_text("sources:\n  - name: gcore-prod\n    provider: gcore\n    api_key: k\n")
+    config.write_text("sources:\n  - name: gcore-prod\n    provider: gcore\n    api_key: key-0123456\n")
     by_env = _entrypoint(installed, tmp_path, "--check-config", LIVESTREAM_EXPORTER_CONFIG=str(config))
     by_flag = _entrypoint(installed, tmp_path, "--check-config", "--config", str(config))
     for done in (by_env, by_flag):

@@ -19,7 +19,7 @@ def make_scheduler(tmp_path: Path, sources: list[dict]) -> Scheduler:
 
 
 def gcore_source(name: str, base_url: str, **extra: object) -> dict:
-    return {"name": name, "provider": "gcore", "base_url": base_url, "api_key": "1$k", **extra}
+    return {"name": name, "provider": "gcore", "base_url": base_url, "api_key": "1$key-abcdef", **extra}
 
 
 async def test_every_source_gets_one_job_whose_first_run_is_now(tmp_path: Path) -> None:

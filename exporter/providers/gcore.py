@@ -26,7 +26,7 @@ from exporter.providers.base import (
     error_body,
     poll_units,
 )
-from exporter.settings import SecretStr, SourceSettings, one_of
+from exporter.settings import Secret, SourceSettings, one_of
 
 GRANULARITY_SECONDS = {"1m": 60, "5m": 300, "15m": 900, "1h": 3600, "1d": 86400}
 TOTAL_UNIT = "all"
@@ -37,7 +37,10 @@ MAX_DEFAULT_INTERVAL = 900.0
 
 
 class GcoreSettings(SourceSettings):
-    api_key: SecretStr
+    min_interval = 10.0
+    """Buckets close once a minute at the finest; 10s sees a closed one soon after it closes."""
+
+    api_key: Secret
     granularity: one_of(*GRANULARITY_SECONDS) = "1m"  # type: ignore[valid-type]
     stream_ids: list[int] | None = None
     client_user_id: int | None = None

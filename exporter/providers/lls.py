@@ -43,7 +43,7 @@ from exporter.providers.base import (
     newest_point,
     poll_units,
 )
-from exporter.settings import SecretStr, SourceSettings, format_duration, one_of
+from exporter.settings import NonEmpty, Secret, SourceSettings, format_duration, one_of
 
 PATH = "/lls/v1.0/analytics/delivery/queryConcurrentViewers"
 PROTOCOLS = ("http-flv", "ll-hls", "hls/dash")
@@ -55,12 +55,6 @@ SFD_TIME_FORMAT = "%Y%m%dT%H%M%SZ"
 _SFD_TIME = re.compile(r"(\d{4})(\d{2})(\d{2})T(\d{2})(\d{2})(\d{2})Z")
 EXPIRED_HINT = "check this host's clock: X-SFD-Date must be within 1 hour of the vendor's"
 WINDOW_NAMES = {60.0: "minute", 3600.0: "hour"}
-
-
-def _not_empty(value: str) -> str:
-    if not value.strip():
-        raise ValueError("must not be empty")
-    return value
 
 
 def _as_list(value: Any) -> Any:
@@ -75,13 +69,15 @@ def _no_repeats(values: list[str] | None) -> list[str] | None:
     return values
 
 
-NonEmpty = Annotated[str, AfterValidator(_not_empty)]
 ProtocolName = one_of(*PROTOCOLS)
 
 
 class LlsSettings(SourceSettings):
+    min_interval = 30.0
+    """Points are five minutes apart, and a key has 100 calls a minute and 1000 an hour."""
+
     access_key_id: NonEmpty
-    access_key_secret: SecretStr
+    access_key_secret: Secret
     fzone: NonEmpty = "SG"
     domain: NonEmpty
     app: NonEmpty | None = None

@@ -31,7 +31,7 @@ from exporter.providers.base import (
     newest_point,
     poll_units,
 )
-from exporter.settings import SecretStr, SourceSettings, one_of
+from exporter.settings import NonEmpty, Secret, SourceSettings, one_of
 
 log = logging.getLogger(__name__)
 
@@ -44,12 +44,6 @@ MAX_AGE = 3600.0
 """The answer covers the last hour; a newest point older than that points at `timezone` too."""
 
 
-def _not_empty(value: str) -> str:
-    if not value.strip():
-        raise ValueError("must not be empty")
-    return value
-
-
 def _iana_zone(value: str) -> str:
     try:
         ZoneInfo(value)
@@ -59,8 +53,11 @@ def _iana_zone(value: str) -> str:
 
 
 class NaverSettings(SourceSettings):
-    api_key: SecretStr
-    project_id: Annotated[str, AfterValidator(_not_empty)]
+    min_interval = 10.0
+    """Points are a minute apart and no rate limit is documented."""
+
+    api_key: Secret
+    project_id: NonEmpty
     device: one_of("PC,Mobile", "PC", "Mobile") = "PC,Mobile"  # type: ignore[valid-type]
     video_type: one_of("VOD,LIVE", "VOD", "LIVE") = "VOD,LIVE"  # type: ignore[valid-type]
     timezone: Annotated[str, AfterValidator(_iana_zone)] = "Asia/Seoul"

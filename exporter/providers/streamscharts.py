@@ -46,7 +46,7 @@ from exporter.providers.base import (
     Sample,
     error_body,
 )
-from exporter.settings import SecretStr, SourceSettings, StrictModel, one_of
+from exporter.settings import Secret, SourceSettings, StrictModel, one_of
 
 log = logging.getLogger(__name__)
 
@@ -226,9 +226,9 @@ _HELP = {
 
 
 def _segment(value: Any) -> str:
-    """A channel name, channel ID or stream ID as a path segment (YAML may read an ID as a number)."""
-    if isinstance(value, int) and not isinstance(value, bool):
-        value = str(value)
+    """A channel name, channel ID or stream ID as a path segment."""
+    if isinstance(value, int):
+        raise ValueError("must be a valid string (write an ID in quotes)")
     if not isinstance(value, str) or not value or any(c in value for c in "/?#% \t\n"):
         raise ValueError("must be a name or ID without /, ?, #, % or spaces")
     return value
@@ -255,8 +255,11 @@ class StreamEntry(ChannelEntry):
 
 
 class StreamsChartsSettings(SourceSettings):
-    client_id: SecretStr
-    token: SecretStr
+    min_interval = 60.0
+    """Every call costs credits, and figures have minute precision."""
+
+    client_id: Secret
+    token: Secret
     streams: list[StreamEntry] = Field(default_factory=list)
     channels: list[ChannelEntry] = Field(default_factory=list)
     metric_sets: list[one_of(*METRIC_SETS)] = Field(default_factory=lambda: ["standard"])  # type: ignore[valid-type]
