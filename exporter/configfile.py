@@ -79,11 +79,11 @@ def decode_text(data: bytes) -> str:
     """UTF-8 (a UTF-8 byte order mark is dropped); anything else is refused by name."""
     for mark, encoding in _BYTE_ORDER_MARKS:
         if data.startswith(mark):
-            raise FileProblem(f"{encoding} text; save it as UTF-8")
+            raise FileProblem(f"encoded as {encoding}; save it as UTF-8")
     try:
         return data.decode("utf-8").removeprefix("\ufeff")
     except UnicodeDecodeError as error:
-        raise FileProblem(f"not UTF-8 text (byte {error.start})") from None
+        raise FileProblem(f"not UTF-8 text (invalid byte at offset {error.start})") from None
 
 
 class _BoundedLoader(yaml.SafeLoader):

@@ -13,6 +13,7 @@ import pytest
 
 from exporter.cli import main
 from exporter.config import ConfigError, load_config
+from exporter.configfile import MAX_SECRET_BYTES
 from exporter.providers import providers
 from tests.conftest import exporter_env
 
@@ -23,20 +24,51 @@ GOOD_SOURCE = """
 """
 
 
-def write(tmp_path: Path, text: str) -> str:
+SECRET_FILES = {
+    "latin1.key": "café-key-0123".encode("latin-1"),
+    "crlf.key": b"key-0123\r\n4567\n",
+}
+"""Secret files next to every config the tables write, for rows that name them."""
+
+
+def write(tmp_path: Path, text: str | bytes) -> str:
+    for name, content in SECRET_FILES.items():
+        (tmp_path / name).write_bytes(content)
+    with open(tmp_path / "big.key", "wb") as sparse:
+        sparse.truncate(MAX_SECRET_BYTES + 1)
     path = tmp_path / "config.yaml"
-    path.write_text(text)
+    path.write_bytes(text if isinstance(text, bytes) else text.encode())
     return str(path)
 
 
-def errors_of(tmp_path: Path, text: str) -> list[str]:
+def expected_lines(lines: list[str], path: str, tmp_path: Path) -> list[str]:
+    known = ", ".join(providers())
+    return [
+        path + line.removeprefix("config.yaml").replace("{providers}", known).replace("{dir}", str(tmp_path))
+        for line in lines
+    ]
+
+
+def errors_of(tmp_path: Path, text: str | bytes) -> list[str]:
     path = write(tmp_path, text)
     with pytest.raises(ConfigError) as caught:
         load_config(path)
     return [line.replace(path, "config.yaml") for line in caught.value.lines]
 
 
-BAD_CONFIGS = [
+DEEP_YAML = "sources: " + "[" * 10_000 + "]" * 10_000 + "\n"
+ALIAS_BOMB = "".join(
+    [f"a0: &a0 [{', '.join(['x'] * 10)}]\n"]
+    + [f"a{level}: &a{level} [{', '.join([f'*a{level - 1}'] * 10)}]\n" for level in range(1, 9)]
+)
+"""A "billion laughs": a few hundred bytes that name 10**9 values once the aliases are expanded."""
+
+
+def _row_id(row: tuple[str | bytes, list[str]]) -> str:
+    return row[1][0].split(": ", 1)[1][:60]
+
+
+BAD_CONFIGS: list[tuple[str | bytes, list[str]]] = [
     (
         "sources:\n  - {name: a, provider: gcore, api_key: key-0123456}\n  - {name: b, provider: gcore, api_key: key-0123456}\n"
         "  - {name: gcore-prod, provider: gcore, api_key: key-0123456, granularity: 2m}\n",
@@ -199,13 +231,153 @@ BAD_CONFIGS = [
         "sources:\n  - {name: a, provider: gcore, api_key: key-0123456, labels: {team: [x]}}\n",
         ['config.yaml: sources[0] "a": labels.team: must be a valid string'],
     ),
+    # What the file may be: bounded, UTF-8, YAML bounded in depth and in alias expansion.
+    ("sources: []\n".encode("utf-16"), ["config.yaml: encoded as UTF-16; save it as UTF-8"]),
+    (b"sources:\n  - {name: caf\xe9}\n", ["config.yaml: not UTF-8 text (invalid byte at offset 23)"]),
+    ("#" * (1 << 20) + "\n", ["config.yaml: larger than 1 MiB"]),
+    (DEEP_YAML, ["config.yaml: line 1: invalid YAML: nested deeper than 32 levels"]),
+    (ALIAS_BOMB, ["config.yaml: line 6: invalid YAML: expands to more than 1,000,000 values (aliases?)"]),
+    (
+        "sources:\n  - {name: a, provider: gcore, api_key_file: /dev/zero}\n",
+        ['config.yaml: sources[0] "a": api_key_file: /dev/zero: larger than 64 KiB'],
+    ),
+    (
+        "sources:\n  - {name: a, provider: gcore, api_key_file: big.key}\n",
+        ['config.yaml: sources[0] "a": api_key_file: {dir}/big.key: larger than 64 KiB'],
+    ),
+    (
+        "sources:\n  - {name: a, provider: gcore, api_key_file: latin1.key}\n",
+        ['config.yaml: sources[0] "a": api_key_file: {dir}/latin1.key: not UTF-8 text (invalid byte at offset 3)'],
+    ),
+    (
+        "sources:\n  - {name: a, provider: gcore, api_key_file: crlf.key}\n",
+        [
+            'config.yaml: sources[0] "a": api_key_file: {dir}/crlf.key: must not contain control characters such '
+            "as a line break or a tab (only a trailing newline is allowed)"
+        ],
+    ),
+    # Values that would break at run time.
+    (
+        "sources:\n  - {name: a, provider: gcore, api_key: key-0123456, interval: 1ms}\n",
+        ['config.yaml: sources[0] "a": interval: must be at least 10s for gcore'],
+    ),
+    (
+        "sources:\n  - {name: a, provider: lls, access_key_id: AK1, access_key_secret: secret-0123, domain: d,"
+        " interval: 20s}\n",
+        ['config.yaml: sources[0] "a": interval: must be at least 30s for lls'],
+    ),
+    (
+        "sources:\n  - {name: a, provider: cloudflare, api_token: token-0123, account_id: acc, app_id: app,"
+        " interval: 30s}\n",
+        ['config.yaml: sources[0] "a": interval: must be at least 1m for cloudflare'],
+    ),
+    (
+        "sources:\n  - {name: a, provider: naver, api_key: key-0123456, project_id: c, interval: 5s}\n",
+        ['config.yaml: sources[0] "a": interval: must be at least 10s for naver'],
+    ),
+    (
+        "sources:\n  - {name: a, provider: streamscharts, client_id: cid-0123456789, token: tok-0123456789,"
+        " channels: [{platform: twitch, channel: shroud}], interval: 59s}\n",
+        ['config.yaml: sources[0] "a": interval: must be at least 1m for streamscharts'],
+    ),
+    (
+        "sources:\n  - {name: a, provider: gcore, api_key: key-0123456, base_url: 'http://127.0.0.1:9', interval: 1ms}\n",
+        ['config.yaml: sources[0] "a": interval: must be at least 100ms on loopback'],
+    ),
+    (
+        "sources:\n  - {name: a, provider: gcore, api_key: key-0123456, interval: 100000000d}\n",
+        ['config.yaml: sources[0] "a": interval: must be at most 7d'],
+    ),
+    (
+        "sources:\n  - {name: a, provider: gcore, api_key: key-0123456, interval: 25h}\n",
+        ['config.yaml: sources[0] "a": interval: must be at most 1d'],
+    ),
+    (
+        "global: {total_shards: 1000000000000000000000000000000}\nsources:\n"
+        "  - {name: a, provider: gcore, api_key: key-0123456}\n",
+        ["config.yaml: global: total_shards: must be at most 100"],
+    ),
+    (
+        "global: {shard: 4, total_shards: 4}\nsources:\n  - {name: a, provider: gcore, api_key: key-0123456}\n",
+        ["config.yaml: global: shard: 4 is out of range for 4 shards (total_shards; valid: 0 to 3)"],
+    ),
+    (
+        "global: {shard: 1}\nsources:\n  - {name: a, provider: gcore, api_key: key-0123456}\n",
+        ["config.yaml: global: shard: 1 is out of range for 1 shards (total_shards; valid: 0 to 0)"],
+    ),
+    (
+        f"sources:\n  - {{name: {'a' * 65}, provider: gcore, api_key: key-0123456}}\n",
+        [
+            f'config.yaml: sources[0] "{"a" * 65}": name: must be at most 64 characters (it names the source\'s state file)'
+        ],
+    ),
+    (
+        'sources:\n  - {name: a, provider: gcore, api_key: "key-0123\\r\\n456"}\n',
+        ['config.yaml: sources[0] "a": api_key: must not contain control characters such as a line break or a tab'],
+    ),
+    (
+        'sources:\n  - {name: a, provider: naver, api_key: key-0123456, project_id: "company\\n1"}\n',
+        ['config.yaml: sources[0] "a": project_id: must not contain control characters such as a line break or a tab'],
+    ),
+    (
+        "sources:\n  - {name: a, provider: lls, access_key_id: AK1, access_key_secret: secret-0123, domain: d,"
+        ' fzone: "SG\\r\\nX-Injected: 1"}\n',
+        ['config.yaml: sources[0] "a": fzone: must not contain control characters such as a line break or a tab'],
+    ),
+    (
+        'sources:\n  - {name: "a\\nb", provider: gcore, api_key: key-0123456, labels: {"te\\tam": x}}\n',
+        [
+            'config.yaml: sources[0] "a\\nb": name: must not contain control characters such as a line break or a tab',
+            'config.yaml: sources[0] "a\\nb": labels.te\\tam: must not contain control characters such as a line break'
+            " or a tab",
+        ],
+    ),
+    (
+        'sources:\n  - {name: a, provider: gcore, api_key: "key-\\ud800-0123"}\n',
+        ['config.yaml: sources[0] "a": api_key: must not contain control characters such as a line break or a tab'],
+    ),
+    (
+        "sources:\n  - {name: a, provider: gcore, api_key: abc}\n",
+        [
+            'config.yaml: sources[0] "a": api_key: must be at least 8 characters (a shorter secret cannot be kept out of logs)'
+        ],
+    ),
+    # One rule for types: nothing is converted between kinds.
+    (
+        "sources:\n  - {name: a, provider: streamscharts, client_id: cid-0123456789, token: tok-0123456789,"
+        ' channels: [{platform: twitch, channel: shroud}], testing_mode: "yes"}\n',
+        ['config.yaml: sources[0] "a": testing_mode: must be a valid boolean'],
+    ),
+    (
+        "sources:\n  - {name: a, provider: streamscharts, client_id: cid-0123456789, token: tok-0123456789,"
+        ' channels: [{platform: twitch, channel: shroud}], credits_budget: "100"}\n',
+        ['config.yaml: sources[0] "a": credits_budget: must be a valid number'],
+    ),
+    (
+        'sources:\n  - {name: a, provider: gcore, api_key: key-0123456, stream_ids: ["1", 2.0]}\n',
+        [
+            'config.yaml: sources[0] "a": stream_ids[0]: must be a valid integer',
+            'config.yaml: sources[0] "a": stream_ids[1]: must be a valid integer',
+        ],
+    ),
+    (
+        'global: {total_shards: "4"}\nsources:\n  - {name: a, provider: gcore, api_key: key-0123456}\n',
+        ["config.yaml: global: total_shards: must be a whole number of at least 1"],
+    ),
+    (
+        "global: {max_response_bytes: 64MiB}\nsources:\n  - {name: a, provider: gcore, api_key: key-0123456}\n",
+        ["config.yaml: global: max_response_bytes: must be a valid integer"],
+    ),
+    (
+        "global: {max_response_bytes: 1000}\nsources:\n  - {name: a, provider: gcore, api_key: key-0123456}\n",
+        ["config.yaml: global: max_response_bytes: must be greater than or equal to 1024"],
+    ),
 ]
 
 
-@pytest.mark.parametrize(("text", "expected"), BAD_CONFIGS, ids=[e[0][0] for e in BAD_CONFIGS])
-def test_bad_config_reports_exact_lines(tmp_path: Path, text: str, expected: list[str]) -> None:
-    known = ", ".join(providers())
-    assert errors_of(tmp_path, text) == [line.replace("{providers}", known) for line in expected]
+@pytest.mark.parametrize(("text", "expected"), BAD_CONFIGS, ids=[_row_id(row) for row in BAD_CONFIGS])
+def test_bad_config_reports_exact_lines(tmp_path: Path, text: str | bytes, expected: list[str]) -> None:
+    assert errors_of(tmp_path, text) == expected_lines(expected, "config.yaml", tmp_path)
 
 
 def test_every_problem_is_reported_at_once(tmp_path: Path) -> None:
@@ -283,10 +455,6 @@ def cli_main(capsys: pytest.CaptureFixture[str]) -> Iterator[Any]:
     root.setLevel(level)
 
 
-def _row_id(row: tuple[str, list[str]]) -> str:
-    return row[1][0].split(": ", 1)[1][:60]
-
-
 def test_the_bad_config_matrix_has_at_least_25_rows() -> None:
     assert len(BAD_CONFIGS) >= 25
 
@@ -294,6 +462,22 @@ def test_the_bad_config_matrix_has_at_least_25_rows() -> None:
 @pytest.mark.parametrize("index", range(len(BAD_CONFIGS)), ids=[_row_id(row) for row in BAD_CONFIGS])
 def test_check_config_exits_1_with_the_exact_line(cli_main: Any, tmp_path: Path, index: int) -> None:
     path = write(tmp_path, BAD_CONFIGS[index][0])
-    known = ", ".join(providers())
-    expected = [path + line.removeprefix("config.yaml").replace("{providers}", known) for line in BAD_CONFIGS[index][1]]
+    expected = expected_lines(BAD_CONFIGS[index][1], path, tmp_path)
     assert cli_main("--check-config", "--config", path) == (1, "", "\n".join(expected) + "\n")
+
+
+@pytest.mark.parametrize(
+    "row",
+    ["encoded as UTF-16", "nested deeper than", "expands to more than", "/dev/zero: larger than"],
+)
+def test_check_config_process_refuses_hostile_files_with_one_line_and_no_traceback(tmp_path: Path, row: str) -> None:
+    text, [line] = next((text, lines) for text, lines in BAD_CONFIGS if row in lines[0])
+    path = write(tmp_path, text)
+    done = subprocess.run(
+        [sys.executable, "-m", "exporter", "--check-config", "--config", path],
+        capture_output=True,
+        text=True,
+        env=exporter_env(),
+        timeout=60,
+    )
+    assert (done.returncode, done.stdout, done.stderr.splitlines()) == (1, "", expected_lines([line], path, tmp_path))
