@@ -13,7 +13,9 @@ RUN python -m venv /opt/livestream-exporter && /opt/livestream-exporter/bin/pip 
 FROM python:3.12-slim
 COPY --from=build /opt/livestream-exporter /opt/livestream-exporter
 COPY docker/entrypoint.sh /usr/local/bin/livestream-exporter-entrypoint
-RUN useradd --system --user-group --uid 10001 --no-create-home --home-dir /var/lib/livestream-exporter exporter \
+# Group and user 10001 both exist, so `USER 10001:10001` runs with a named group.
+RUN groupadd --system --gid 10001 exporter \
+    && useradd --system --uid 10001 --gid 10001 --no-create-home --home-dir /var/lib/livestream-exporter exporter \
     && mkdir -p /var/lib/livestream-exporter /etc/livestream-exporter \
     && chown exporter:exporter /var/lib/livestream-exporter
 # XDG_STATE_HOME makes /var/lib/livestream-exporter the default state_dir.
@@ -24,6 +26,8 @@ USER 10001:10001
 WORKDIR /var/lib/livestream-exporter
 VOLUME /var/lib/livestream-exporter
 EXPOSE 9877
+# The probe uses the exporter's own --web.listen-address and --web.config.file (TLS, basic auth):
+# any HTTP answer from /-/healthy, 401 included, is healthy (exporter/probe.py).
 HEALTHCHECK --interval=30s --timeout=5s --start-period=10s --retries=3 \
-    CMD ["python", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:9877/-/healthy', timeout=4)"]
+    CMD ["livestream-exporter-entrypoint", "--health-probe"]
 ENTRYPOINT ["livestream-exporter-entrypoint"]

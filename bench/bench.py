@@ -514,7 +514,7 @@ def calls_per_hour(streams: int) -> list[tuple[str, str, float, int, float]]:
     for settings in config.sources:
         provider = known[settings.provider](settings)
         interval = provider.default_interval()
-        per_poll = provider.requests_per_poll()
+        per_poll = len(provider.active_units())
         rows.append((settings.name, settings.provider, interval, per_poll, per_poll * 3600 / interval))
     covered = {row[1] for row in rows}
     rows.extend((f"({name}: no demo source)", name, 0.0, 0, 0.0) for name in known if name not in covered)

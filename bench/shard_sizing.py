@@ -25,8 +25,8 @@ from pathlib import Path
 REPO_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO_ROOT))
 
-from exporter.cli import all_families  # noqa: E402
 from exporter.config import parse_config  # noqa: E402
+from exporter.families import AUDIENCE_FAMILIES  # noqa: E402
 from exporter.metrics import AudienceStore, ExporterMetrics, Exposition  # noqa: E402
 from exporter.scheduler import Scheduler  # noqa: E402
 from exporter.sharding import owner  # noqa: E402
@@ -71,7 +71,7 @@ async def measure(
 ) -> tuple[int, float, float]:
     """(stream polls per round, CPU seconds, wall seconds) for `rounds` rounds of shard 0."""
     config = config_for(base_url, streams, source_count, total, 0, state_dir)
-    store = AudienceStore(all_families(), config.global_.stale_after)
+    store = AudienceStore(AUDIENCE_FAMILIES, config.global_.stale_after)
     metrics = ExporterMetrics("bench", platform.python_version())
     scheduler = Scheduler(config, store, metrics)
     exposition = Exposition(store, metrics)

@@ -20,7 +20,7 @@ import random
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from exporter.providers.base import PollResult
+from exporter.poll import PollResult
 
 
 @dataclass(frozen=True)

@@ -25,14 +25,17 @@ from aiohttp import web
 
 from exporter import __version__
 from exporter.config import Config, ConfigError, load_config, parse_config, with_sources
-from exporter.demo import RunningSimulators, start_simulators
+from exporter.demo import RunningSimulators, simulators, start_simulators
 from exporter.demo.faults import FAULT_PATH
+from exporter.families import AUDIENCE_FAMILIES
+from exporter.landing import LandingContext, exposed
 from exporter.logs import LEVELS, Redactor, setup_logging
-from exporter.metrics import CONTRACT_FAMILIES, AudienceStore, ExporterMetrics, Exposition
+from exporter.metrics import AudienceStore, ExporterMetrics, Exposition
+from exporter.probe import health_probe
 from exporter.providers import providers
 from exporter.scheduler import Scheduler
 from exporter.sharding import ShardError, budget_summary, requested, resolve
-from exporter.web import build_app
+from exporter.web import LANDING_KEY, build_app
 from exporter.webconfig import WebSecurity, load_web_config
 
 log = logging.getLogger("exporter")
@@ -43,24 +46,36 @@ SHUTDOWN_GRACE = 1.0
 """Seconds a scrape in progress may take to finish once the process is told to stop."""
 
 
+class HelpFormatter(argparse.HelpFormatter):
+    """Each flag's default said once: the help's own `(default: ...)` when it explains one, else
+    the value argparse holds, and nothing for a flag that is off or unset by default."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        help_text = action.help or ""
+        if "(default:" in help_text or action.default in (None, False, argparse.SUPPRESS):
+            return help_text
+        return f"{help_text} (default: %(default)s)"
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="livestream-exporter",
         description="Prometheus exporter for live-stream audience figures across streaming vendors.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=HelpFormatter,
     )
-    parser.add_argument("--config", metavar="PATH", help=f"YAML config file (fallback: ${CONFIG_ENV})")
+    parser.add_argument("--config", metavar="PATH", help=f"YAML config file (default: ${CONFIG_ENV})")
     parser.add_argument(
         "--demo",
         action="store_true",
-        help="start built-in simulators of every vendor on loopback and poll them (no keys needed)",
+        help="start built-in simulators of every vendor on loopback and poll them (no keys needed); "
+        "with --config, the demo sources are added to yours",
     )
     parser.add_argument(
         "--web.listen-address",
         dest="listen_address",
         default=DEFAULT_LISTEN,
         metavar="HOST:PORT",
-        help="address to serve /metrics and the landing page on",
+        help="address to serve /metrics and the landing page on (:PORT is every interface)",
     )
     parser.add_argument(
         "--web.telemetry-path",
@@ -73,21 +88,27 @@ def build_parser() -> argparse.ArgumentParser:
         "--web.config.file",
         dest="web_config_file",
         metavar="PATH",
-        help="TLS and basic auth, in the Prometheus exporter-toolkit web-config format (empty: plain HTTP)",
+        help="TLS and basic auth, in the Prometheus exporter-toolkit web-config format (default: none, plain HTTP)",
     )
-    parser.add_argument("--check-config", action="store_true", help="validate the config and exit (0 valid, 1 not)")
+    parser.add_argument(
+        "--check-config",
+        action="store_true",
+        help="validate the config (and that secrets are present) and exit: 0 valid, 1 invalid, one line per problem",
+    )
     parser.add_argument(
         "--once",
         action="store_true",
-        help="poll every source once, print the exposition, exit 0 if all succeeded",
+        help="poll every source once, print the exposition to stdout, exit 0 if every source succeeded, 1 otherwise",
     )
-    parser.add_argument("--log.level", dest="log_level", default="info", choices=list(LEVELS), help="log level")
+    parser.add_argument(
+        "--log.level", dest="log_level", default="info", choices=list(LEVELS), help=f"log level: {', '.join(LEVELS)}"
+    )
     parser.add_argument(
         "--log.format",
         dest="log_format",
         default="logfmt",
         choices=["logfmt", "json"],
-        help="log line format",
+        help="log line format: logfmt or json",
     )
     parser.add_argument(
         "--total-shards",
@@ -98,10 +119,18 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--shard",
         metavar="I",
-        help="this replica's 0-based shard of --total-shards, or auto (from the host name's trailing "
-        "ordinal, as in a StatefulSet; default: global.shard, else 0)",
+        help="this replica's 0-based shard of --total-shards, or auto: the host name's trailing ordinal, "
+        "as in a StatefulSet (default: global.shard, else 0)",
     )
-    parser.add_argument("--version", action="version", version=f"livestream-exporter {__version__}")
+    parser.add_argument(
+        "--health-probe",
+        action="store_true",
+        help="exit 0 if the exporter at --web.listen-address answers (any HTTP status, 401 included; TLS as "
+        "--web.config.file says), else 1: the container's HEALTHCHECK",
+    )
+    parser.add_argument(
+        "--version", action="version", version=f"livestream-exporter {__version__}", help="print the version and exit"
+    )
     return parser
 
 
@@ -131,7 +160,7 @@ def combine(path: str | None, running: RunningSimulators | None, demo_state_dir:
     if running is None:
         assert config is not None
         return config
-    demo_global = {"state_dir": demo_state_dir} if config is None else {}
+    demo_global = {"state_dir": demo_state_dir} if config is None and demo_state_dir else {}
     demo = parse_config({"global": demo_global, "sources": running.sources}, "<demo>", Path(tempfile.gettempdir()))
     if config is None:
         return demo
@@ -149,6 +178,8 @@ async def prepare(args: argparse.Namespace) -> Setup:
         raise ConfigError([f"no config: pass --config PATH, set ${CONFIG_ENV}, or run with --demo"])
     if not args.demo:
         return Setup(combine(path, None, None), None, path)
+    if args.check_config:
+        return Setup(combine(path, unstarted_simulators(), None), None, path)
     if path:
         load_config(path, require_sources=False)
     running = await start_simulators()
@@ -163,11 +194,13 @@ async def prepare(args: argparse.Namespace) -> Setup:
     return Setup(config, running, path, demo_state_dir)
 
 
-def all_families() -> list:
-    families = list(CONTRACT_FAMILIES)
-    for provider in providers().values():
-        families.extend(provider.families)
-    return families
+def unstarted_simulators() -> RunningSimulators:
+    """The demo's sources for --check-config, which checks them without starting a simulator
+    (their base URLs point nowhere)."""
+    planned = RunningSimulators()
+    for simulator in simulators():
+        planned.sources.extend(simulator.demo_sources("http://127.0.0.1:9"))
+    return planned
 
 
 class Exporter:
@@ -176,7 +209,7 @@ class Exporter:
     def __init__(self, config: Config, redactor: Redactor) -> None:
         redactor.replace(config.secret_values())
         self.redactor = redactor
-        self.store = AudienceStore(all_families(), config.global_.stale_after)
+        self.store = AudienceStore(AUDIENCE_FAMILIES, config.global_.stale_after)
         self.metrics = ExporterMetrics(__version__, platform.python_version())
         self.scheduler = Scheduler(config, self.store, self.metrics, redact=redactor)
         self.exposition = Exposition(self.store, self.metrics)
@@ -234,6 +267,9 @@ async def serve(setup: Setup, args: argparse.Namespace, redactor: Redactor, secu
         args.telemetry_path,
         security=security,
         reload=lambda: exporter.reload(setup),
+    )
+    app[LANDING_KEY] = LandingContext(
+        exposed(args.listen_address, host, security is not None), setup.simulators.base_urls if setup.simulators else {}
     )
     runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=SHUTDOWN_GRACE)
     await runner.setup()
@@ -343,4 +379,6 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as error:
         print(str(error), file=sys.stderr)
         return 1
+    if args.health_probe:
+        return health_probe(*parse_listen_address(args.listen_address), args.web_config_file)
     return asyncio.run(amain(args, redactor))

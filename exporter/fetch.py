@@ -20,7 +20,7 @@ from urllib.parse import urlsplit
 
 import aiohttp
 
-from exporter.providers.base import Answer, InvalidBody, PollError
+from exporter.poll import Answer, InvalidBody, PollError
 
 log = logging.getLogger(__name__)
 

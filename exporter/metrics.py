@@ -1,4 +1,5 @@
-"""The only place that knows metric names, HELP, exposition formats, staleness and counter rules.
+"""The only place that knows exposition formats, staleness and counter rules; metric names, types
+and HELP come from the one table in `exporter.families`.
 
 Audience series are rendered to bytes when their source is polled, one piece per (family,
 source), and a scrape only writes those pieces out under one HELP/TYPE header per family (or
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import math
 import struct
 import zlib
@@ -29,35 +31,13 @@ from prometheus_client import generate_latest as generate_text
 from prometheus_client.openmetrics.exposition import generate_latest as generate_openmetrics
 from prometheus_client.utils import floatToGoString
 
-from exporter.providers.base import ALL_UNITS, Labels, MetricFamily, PollResult, Sample
+from exporter.families import MetricFamily
+from exporter.poll import ALL_UNITS, Labels, PollResult, Sample
+
+log = logging.getLogger(__name__)
 
 TEXT_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 OPENMETRICS_CONTENT_TYPE = "application/openmetrics-text; version=1.0.0; charset=utf-8"
-
-CONTRACT_FAMILIES: tuple[MetricFamily, ...] = (
-    MetricFamily(
-        "livestream_concurrent_viewers",
-        "gauge",
-        "Concurrent viewers at the newest vendor point (LLS: the peak within that interval; "
-        "NAVER: player-measured current viewers).",
-    ),
-    MetricFamily(
-        "livestream_unique_viewers",
-        "gauge",
-        "Unique viewers in the newest closed bucket of the given granularity (Gcore, via CDN).",
-    ),
-    MetricFamily(
-        "livestream_viewer_seconds_total", "counter", "Seconds watched by viewers, summed over vendor totals."
-    ),
-    MetricFamily("livestream_ingest_seconds_total", "counter", "Seconds of ingest (input streamed)."),
-    MetricFamily("livestream_sessions_total", "counter", "Livestream sessions."),
-    MetricFamily("livestream_peak_viewers", "gauge", "Peak concurrent viewers of a stream."),
-    MetricFamily("livestream_average_viewers", "gauge", "Average concurrent viewers of a stream."),
-    MetricFamily("livestream_airtime_seconds", "gauge", "Seconds a stream has been on air."),
-    MetricFamily("livestream_followers_gained_total", "counter", "Followers gained during a stream."),
-    MetricFamily("livestream_stream_info", "gauge", "Descriptive text of a stream; the value is always 1."),
-)
-
 
 def escape_label_value(value: str) -> str:
     return value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
@@ -203,11 +183,15 @@ class AudienceStore:
     def counter_value(self, source: str, name: str, labels: Labels) -> float:
         return sum(self._sources[source].counter_parts.get((name, labels), {}).values())
 
-    def _render_unit(self, state: _SourceState, samples: list[Sample], now: float) -> _Unit:
+    def _render_unit(self, state: _SourceState, samples: list[Sample], now: float, result: PollResult) -> _Unit:
+        """A sample of a family `exporter.families` does not declare is a provider bug: it is
+        counted with the rejected points (and logged at debug), never published untyped."""
         rendered: list[Any] = [now]
         for sample in samples:
             name, value = sample.name, sample.value
             if name not in self.families:
+                result.rejected_points += 1
+                log.debug("undeclared metric family rejected", extra={"source": state.identity.name, "family": name})
                 continue
             if name in self._counters:
                 parts = state.counter_parts.get((name, sample.labels))
@@ -232,7 +216,7 @@ class AudienceStore:
             if count % SLICE == 0:
                 yield
         for count, (key, samples) in enumerate(result.samples.items(), 1):
-            kept[key] = self._render_unit(state, samples, now)
+            kept[key] = self._render_unit(state, samples, now, result)
             if count % SLICE == 0:
                 yield
         if self._sources.get(source) is not state:

@@ -12,7 +12,7 @@ import time
 from collections import deque
 from collections.abc import Awaitable, Callable
 
-from exporter.providers.base import RateLimit
+from exporter.poll import RateLimit
 
 
 class SlidingWindowLimiter:

@@ -29,9 +29,11 @@ from exporter import __version__
 from exporter.backoff import DEFAULT_POLICY, BackoffPolicy, Retry
 from exporter.config import Config
 from exporter.fetch import SourceFetcher
+from exporter.landing import AudienceHistory
 from exporter.metrics import AudienceStore, ExporterMetrics, SourceIdentity
+from exporter.poll import ALL_UNITS, WHOLE_SOURCE, PollError, PollResult, ShardView
 from exporter.providers import providers
-from exporter.providers.base import ALL_UNITS, PollError, PollResult, Provider
+from exporter.providers.base import Provider
 from exporter.ratelimit import SlidingWindowLimiter
 from exporter.settings import SourceSettings
 from exporter.sharding import Shard, resolve
@@ -134,6 +136,7 @@ class Scheduler:
         self.backoff = backoff
         self.state = StateFiles(config.global_.state_dir)
         self.sources: dict[str, SourceRuntime] = {}
+        self.history = AudienceHistory()
         self.session: aiohttp.ClientSession | None = None
         self._limiters: dict[tuple[str, str], SlidingWindowLimiter] = {}
         self._aps: AsyncIOScheduler | None = None
@@ -161,12 +164,10 @@ class Scheduler:
 
     def _runtime(self, settings: SourceSettings, shared_defaults: dict[str, float]) -> SourceRuntime | None:
         """The source's runtime, or None when every unit of it belongs to another shard."""
-        provider = providers()[settings.provider](settings)
-        if self.shard.sharded:
-            provider.owns_unit = self.shard.unit_filter(settings.name)
-            provider.set_budget_share(self.shard.budget_share)
-            if not provider.active_units():
-                return None
+        view = ShardView(self.shard.unit_filter(settings.name), self.shard.budget_share)
+        provider = providers()[settings.provider](settings, view if self.shard.sharded else WHOLE_SOURCE)
+        if not provider.active_units():
+            return None
         interval = settings.interval or shared_defaults.get(settings.name) or provider.default_interval()
         identity = SourceIdentity(settings.name, settings.provider, tuple(settings.labels.items()))
         if interval >= self.config.global_.stale_after:
@@ -338,6 +339,7 @@ class Scheduler:
             runtime.task = None
         now = time.time()
         await self.store.apply_sliced(name, result, now)
+        self.history.record(name, result, now)
         self._pause_if_rate_limited(runtime, result)
         if result.rejected_points:
             self.metrics.rejected_points.labels(*labels).inc(result.rejected_points)
@@ -398,9 +400,12 @@ class Scheduler:
             "source": runtime.name,
             "provider": runtime.identity.provider,
             "reason": reason,
-            "retry_in": f"{retry.delay if retry else runtime.interval:.1f}s",
-            "retry_why": retry.why if retry else "interval",
         }
+        if self._aps is not None:  # a next poll is planned (not so with --once)
+            extra.update(
+                retry_in=f"{retry.delay if retry else runtime.interval:.1f}s",
+                retry_why=retry.why if retry else "interval",
+            )
         if kinds != runtime.logged_failure:
             runtime.logged_failure = kinds
             log.warning("credentials rejected" if credentials else "poll failed", extra=extra)

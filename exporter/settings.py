@@ -148,6 +148,18 @@ def is_loopback(url: str) -> bool:
         return False
 
 
+def _path_segment(value: Any) -> str:
+    if type(value) is int:
+        raise ValueError("must be a valid string (write an ID in quotes)")
+    if not isinstance(value, str) or not value or any(c in value for c in "/?#% \t\r\n"):
+        raise ValueError("must be a name or ID without /, ?, #, % or spaces")
+    return value
+
+
+PathSegment = Annotated[str, BeforeValidator(_path_segment)]
+"""An identifier a vendor's URL path carries (an account, an app, a channel, a stream)."""
+
+
 def one_of(*choices: str) -> Any:
     """A string restricted to `choices`, with a message that lists them."""
 
@@ -208,6 +220,7 @@ __all__ = [
     "HttpUrl",
     "LabelName",
     "NonEmpty",
+    "PathSegment",
     "Secret",
     "SecretStr",
     "SourceName",

@@ -21,7 +21,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
-from exporter.providers.base import RateLimit
+from exporter.poll import RateLimit
 from exporter.settings import format_duration
 
 if TYPE_CHECKING:

@@ -11,15 +11,13 @@ does, first) and gzipped when `Accept-Encoding` allows it.
 from __future__ import annotations
 
 import asyncio
-import html
 import time
 from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime
 
 from aiohttp import payload, web
 from aiohttp.abc import AbstractStreamWriter
 
-from exporter import __version__
+from exporter.landing import LandingContext, render
 from exporter.metrics import OPENMETRICS_CONTENT_TYPE, TEXT_CONTENT_TYPE, Exposition
 from exporter.scheduler import Scheduler
 from exporter.webconfig import WebSecurity
@@ -30,6 +28,7 @@ SCHEDULER_KEY = web.AppKey("scheduler", Scheduler)
 EXPOSITION_KEY = web.AppKey("exposition", Exposition)
 TELEMETRY_PATH_KEY = web.AppKey("telemetry_path", str)
 RELOAD_KEY = web.AppKey("reload", Reload)
+LANDING_KEY = web.AppKey("landing", LandingContext)
 
 
 WRITE_SLICE = 256 * 1024
@@ -93,39 +92,10 @@ async def metrics_handler(request: web.Request) -> web.Response:
     return web.Response(body=PiecesPayload(pieces, content_type), headers=headers)
 
 
-def _when(ts: float | None) -> str:
-    if ts is None:
-        return "—"
-    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
-
-
 async def landing_handler(request: web.Request) -> web.Response:
     scheduler = request.app[SCHEDULER_KEY]
-    telemetry_path = request.app[TELEMETRY_PATH_KEY]
-    rows = []
-    for runtime in scheduler.sources.values():
-        state = "pending" if runtime.polls == 0 else ("up" if runtime.up else "down")
-        cells = [
-            runtime.name,
-            runtime.identity.provider,
-            state,
-            f"{runtime.interval:g}s",
-            _when(runtime.last_success),
-            _when(runtime.next_poll),
-            runtime.last_error or "",
-        ]
-        rows.append("<tr>" + "".join(f"<td>{html.escape(cell)}</td>" for cell in cells) + "</tr>")
-    page = f"""<!DOCTYPE html>
-<html><head><meta charset="utf-8"><title>livestream-exporter</title>
-<style>body{{font-family:sans-serif;margin:2em}}td,th{{padding:.3em .8em;text-align:left}}
-tr:nth-child(even){{background:#f4f4f4}}</style></head>
-<body><h1>livestream-exporter {html.escape(__version__)}</h1>
-<p><a href="{html.escape(telemetry_path)}">Metrics</a> · <a href="/-/healthy">Health</a> ·
-<a href="/-/ready">Readiness</a></p>
-<table><tr><th>Source</th><th>Provider</th><th>State</th><th>Interval</th><th>Last success</th>
-<th>Next poll</th><th>Last error</th></tr>
-{"".join(rows)}
-</table></body></html>"""
+    context = request.app.get(LANDING_KEY) or LandingContext()
+    page = render(scheduler.sources.values(), scheduler.history, context, request.app[TELEMETRY_PATH_KEY], time.time())
     return web.Response(text=page, content_type="text/html")
 
 

@@ -17,6 +17,20 @@ import pytest
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
+REQUIRE_TOOLS_ENV = "LIVESTREAM_REQUIRE_TOOLS"
+"""Set to 1 (CI does): a test skipped because a tool (promtool, prometheus, chromium...) is "not
+installed" fails instead, so a CI without them goes red rather than green with nothing tested."""
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
+    report = yield
+    if report.skipped and os.environ.get(REQUIRE_TOOLS_ENV) == "1":
+        reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
+        if "not installed" in reason:
+            report.outcome = "failed"
+            report.longrepr = f"{reason} ({REQUIRE_TOOLS_ENV}=1: a missing tool is a failure)"
+    return report
 
 
 def fixture_json(relative: str) -> Any:

@@ -92,12 +92,18 @@ def variable_queries() -> list[tuple[str, dict[str, Any]]]:
     ]
 
 
+SCRAPE_JOB = "livestream-exporter"
+"""The job of prometheus/prometheus.yml: what the `job` variable's "All" stands for there (it has
+no `.*`: Grafana sends the regex of the values it offers, here that one job)."""
+
+
 def fill_variables(expr: str) -> str:
-    """The query as Grafana sends it with every variable on "All" (regex `.*`)."""
+    """The query as Grafana sends it with every variable on "All" (`job`: the scraped job; the
+    others: regex `.*`)."""
 
     def replace(match: re.Match[str]) -> str:
         name = next(group for group in match.groups() if group)
-        return BUILTIN_VALUES.get(name, ".*")
+        return SCRAPE_JOB if name == "job" else BUILTIN_VALUES.get(name, ".*")
 
     return _VARIABLE.sub(replace, expr)
 
@@ -137,10 +143,10 @@ def recording_rules() -> set[str]:
 
 def exported_metric_names() -> set[str]:
     """Every series name the exporter can expose: the contract's families and its own metrics."""
-    from exporter.cli import all_families
+    from exporter.families import AUDIENCE_FAMILIES
     from exporter.metrics import ExporterMetrics
 
-    names = {family.name for family in all_families()}
+    names = {family.name for family in AUDIENCE_FAMILIES}
     suffixes = {"counter": ("_total",), "histogram": ("_bucket", "_sum", "_count"), "gauge": ("",)}
     for family in ExporterMetrics("0", "0").registry.collect():
         names |= {family.name + suffix for suffix in suffixes[family.type]}

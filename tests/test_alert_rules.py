@@ -109,6 +109,68 @@ def test_prometheus_config_scrapes_the_job_the_alerts_expect() -> None:
     assert config["rule_files"] == ["thresholds.yml", "alerts.yml", "sharding-alerts.yml"]
 
 
+JOB_SELECTOR_RULE = "livestream:exporter:up"
+JOB_SELECTOR = 'up{job="livestream-exporter"}'
+
+
+def test_the_scrape_job_is_selected_in_one_place_only() -> None:
+    rule_files = [ALERTS, THRESHOLDS, PROMETHEUS_DIR / "sharding-alerts.yml"]
+    naming_a_job = [
+        rule.get("record") or rule.get("alert")
+        for path in rule_files
+        for rule in rules(path)
+        if re.search(r"\bjob\s*=", rule["expr"])
+    ]
+    assert naming_a_job == [JOB_SELECTOR_RULE]
+    (selector,) = [rule for rule in rules(ALERTS) if rule.get("record") == JOB_SELECTOR_RULE]
+    assert selector["expr"].strip() == JOB_SELECTOR
+
+
+def test_renaming_the_job_in_that_one_place_is_enough_for_the_exporter_down_alert(tmp_path: Path) -> None:
+    renamed = ALERTS.read_text().replace(JOB_SELECTOR, 'up{job="monitoring/livestream"}')
+    (tmp_path / "alerts.yml").write_text(renamed)
+    (tmp_path / "thresholds.yml").write_text(THRESHOLDS.read_text())
+    (tmp_path / "test.yml").write_text(
+        yaml.safe_dump(
+            {
+                "rule_files": ["thresholds.yml", "alerts.yml"],
+                "evaluation_interval": "1m",
+                "tests": [
+                    {
+                        "interval": "1m",
+                        "input_series": [
+                            {"series": 'up{job="monitoring/livestream",instance="10.0.0.7:9877"}', "values": "1x5 0x10"}
+                        ],
+                        "alert_rule_test": [
+                            {"eval_time": "5m", "alertname": "LivestreamExporterDown", "exp_alerts": []},
+                            {
+                                "eval_time": "9m",
+                                "alertname": "LivestreamExporterDown",
+                                "exp_alerts": [
+                                    {
+                                        "exp_labels": {
+                                            "severity": "critical",
+                                            "job": "monitoring/livestream",
+                                            "instance": "10.0.0.7:9877",
+                                        },
+                                        "exp_annotations": {
+                                            "summary": "livestream-exporter at 10.0.0.7:9877 is down",
+                                            "description": "Prometheus has failed to scrape 10.0.0.7:9877 "
+                                            "(job monitoring/livestream) for 2 minutes.",
+                                        },
+                                    }
+                                ],
+                            },
+                        ],
+                    }
+                ],
+            }
+        )
+    )
+    done = run(tool("promtool"), "test", "rules", str(tmp_path / "test.yml"))
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
 def test_every_alert_and_threshold_is_documented_in_the_readme() -> None:
     readme = (REPO_ROOT / "README.md").read_text()
     for rule in alerts():

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from exporter.metrics import CONTRACT_FAMILIES, AudienceStore, SourceIdentity
-from exporter.providers.base import ALL_UNITS, PollError, PollResult, Sample
+from exporter.families import AUDIENCE_FAMILIES
+from exporter.metrics import AudienceStore, SourceIdentity
+from exporter.poll import ALL_UNITS, PollError, PollResult, Sample
 
 
 def store(stale_after: float = 300) -> AudienceStore:
-    audience = AudienceStore(CONTRACT_FAMILIES, stale_after)
+    audience = AudienceStore(AUDIENCE_FAMILIES, stale_after)
     audience.add_source(SourceIdentity("s", "gcore", (("team", "a"),)))
     return audience
 
@@ -62,7 +63,7 @@ def test_counter_sums_the_highest_value_seen_per_part_and_never_decreases() -> N
 def test_counter_state_round_trips_through_a_restart() -> None:
     before = store()
     before.apply("s", PollResult(samples={"u": [Sample.of("livestream_sessions_total", 3, part="d1")]}), now=0)
-    after = AudienceStore(CONTRACT_FAMILIES, 300)
+    after = AudienceStore(AUDIENCE_FAMILIES, 300)
     after.add_source(SourceIdentity("s", "gcore"), before.counter_state("s"))
     after.apply("s", PollResult(samples={"u": [Sample.of("livestream_sessions_total", 2, part="d1")]}), now=0)
     assert after.counter_value("s", "livestream_sessions_total", ()) == 3

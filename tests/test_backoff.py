@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from exporter.backoff import BackoffPolicy
-from exporter.providers.base import ALL_UNITS, PollError, PollResult, Sample
+from exporter.poll import ALL_UNITS, PollError, PollResult, Sample
 
 EXACT = BackoffPolicy(jitter=0)
 

@@ -11,8 +11,8 @@ from typing import Any
 from aiohttp import web
 from prometheus_client.parser import text_string_to_metric_families
 
-from exporter.cli import all_families
 from exporter.config import parse_config
+from exporter.families import AUDIENCE_FAMILIES
 from exporter.metrics import AudienceStore, ExporterMetrics
 from exporter.scheduler import Scheduler
 
@@ -51,7 +51,7 @@ class Exporter:
             "app_id": "app",
         }
         config = parse_config({"global": {"state_dir": str(state_dir)}, "sources": [source]}, "<test>", state_dir)
-        self.store = AudienceStore(all_families(), 300.0)
+        self.store = AudienceStore(AUDIENCE_FAMILIES, 300.0)
         self.metrics = ExporterMetrics("test", "3")
         self.scheduler = Scheduler(config, self.store, self.metrics)
 

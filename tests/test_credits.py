@@ -6,10 +6,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from exporter.cli import all_families
 from exporter.config import parse_config
 from exporter.credits import PERIOD_SECONDS, CreditLedger, Price
 from exporter.demo.streamscharts import StreamsChartsSimulator
+from exporter.families import AUDIENCE_FAMILIES
 from exporter.metrics import AudienceStore, ExporterMetrics
 from exporter.scheduler import Scheduler
 
@@ -102,7 +102,7 @@ async def scheduler_over(base_url: str, state_dir: Path, stream: dict[str, str])
         "credits_budget": 10,
     }
     config = parse_config({"global": {"state_dir": str(state_dir)}, "sources": [source]}, "<test>", state_dir)
-    scheduler = Scheduler(config, AudienceStore(all_families(), 300.0), ExporterMetrics("test", "3"))
+    scheduler = Scheduler(config, AudienceStore(AUDIENCE_FAMILIES, 300.0), ExporterMetrics("test", "3"))
     await scheduler.open()
     return scheduler
 

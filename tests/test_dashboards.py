@@ -76,17 +76,41 @@ def test_every_datasource_is_the_datasource_variable_never_a_fixed_uid(path: Pat
 
 
 @pytest.mark.parametrize("path", DASHBOARDS.values(), ids=DASHBOARDS.keys())
-def test_variables_pick_datasource_provider_and_source_with_all_as_regex(path: Path) -> None:
+def test_variables_pick_datasource_job_provider_and_source_with_all_as_regex(path: Path) -> None:
     variables = {variable["name"]: variable for variable in load_dashboard(path)["templating"]["list"]}
     assert variables["datasource"]["type"] == "datasource"
     assert variables["datasource"]["query"] == "prometheus"
-    expected = {"datasource", "provider", "source"} | ({"stream"} if path.stem == "live-audience" else set())
+    expected = {"datasource", "job", "provider", "source"} | ({"stream"} if path.stem == "live-audience" else set())
     assert set(variables) == expected
-    for name in expected - {"datasource"}:
+    for name in expected - {"datasource", "job"}:
         variable = variables[name]
         assert variable["type"] == "query" and variable["datasource"] == DATASOURCE_REF
         assert variable["multi"] and variable["includeAll"] and variable["allValue"] == ".*", name
         parse_label_values(variable["query"])
+
+
+@pytest.mark.parametrize("path", DASHBOARDS.values(), ids=DASHBOARDS.keys())
+def test_job_variable_offers_every_job_that_scrapes_an_exporter_and_all_means_those(path: Path) -> None:
+    """As the community mixins do: the job is picked, never assumed. Its "All" has no `.*`, so a
+    query of `up` counts the exporter's targets and no other job's."""
+    variables = {variable["name"]: variable for variable in load_dashboard(path)["templating"]["list"]}
+    job = variables["job"]
+    assert job["type"] == "query" and job["datasource"] == DATASOURCE_REF
+    assert parse_label_values(job["query"]) == ("livestream_exporter_build_info", "job")
+    assert job["multi"] and job["includeAll"] and "allValue" not in job
+    for name in variables.keys() - {"datasource", "job"}:
+        assert 'job=~"$job"' in variables[name]["query"], name
+
+
+@pytest.mark.parametrize("query", panel_queries() + annotation_queries(), ids=lambda q: q.name)
+def test_no_query_names_a_job_of_its_own(query) -> None:
+    assert not re.search(r'\bjob\s*(=|!=|!~)\s*"', query.expr), query.expr
+    for metric, body in _SELECTOR.findall(query.expr):
+        if metric or "__name__" in body or "alertname" in body:
+            assert 'job=~"$job"' in body, query.expr
+    for bare in re.findall(r"\b(up|livestream_[a-z_]+)\b(?![{\w])", re.sub(r'"[^"]*"', '""', query.expr)):
+        if bare in metric_names(query.expr):
+            raise AssertionError(f"{bare} is selected without the job variable in {query.expr}")
 
 
 def test_every_panel_has_a_query_with_a_unique_ref_id() -> None:

@@ -9,14 +9,19 @@ import os
 import re
 import shlex
 import shutil
+import ssl
 import subprocess
 import sys
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+import trustme
 import yaml
 
-from tests.conftest import REPO_ROOT, http_get
+from tests.conftest import REPO_ROOT, free_port
+from tests.test_webconfig import GOOD, PASSWORD, bcrypt_hash, client_context, https_get, write_pair, write_web_config
 
 DOCKERFILE = REPO_ROOT / "Dockerfile"
 COMPOSE = yaml.safe_load((REPO_ROOT / "docker-compose.yml").read_text())
@@ -89,12 +94,28 @@ def test_image_runs_as_non_root_on_a_slim_python_with_health_check_port_and_stat
     users = [rest for keyword, rest in final if keyword == "USER"]
     assert users and users[-1].split(":")[0] not in ("root", "0")
     assert ("EXPOSE", "9877") in final
-    healthcheck = next(rest for keyword, rest in final if keyword == "HEALTHCHECK")
-    assert "/-/healthy" in healthcheck
+    assert healthcheck_command() == ["livestream-exporter-entrypoint", "--health-probe"]
     env = " ".join(rest for keyword, rest in final if keyword == "ENV")
     assert "XDG_STATE_HOME=/var/lib" in env, "the default state_dir must be /var/lib/livestream-exporter"
     assert ("VOLUME", "/var/lib/livestream-exporter") in final
     assert CONFIG_PATH in (REPO_ROOT / "docker" / "entrypoint.sh").read_text()
+
+
+def healthcheck_command() -> list[str]:
+    healthcheck = next(rest for keyword, rest in stages()[-1] if keyword == "HEALTHCHECK")
+    return json.loads(healthcheck[healthcheck.index("CMD") + 3 :].strip())
+
+
+def test_the_image_user_and_group_10001_both_exist_as_user_says() -> None:
+    final = stages()[-1]
+    (run,) = [rest for keyword, rest in final if keyword == "RUN" and "useradd" in rest]
+    groupadd = next(part for part in run.split("&&") if "groupadd" in part).split()
+    useradd = next(part for part in run.split("&&") if "useradd" in part).split()
+    assert groupadd[groupadd.index("--gid") + 1] == "10001"
+    assert useradd[useradd.index("--uid") + 1] == "10001" and useradd[useradd.index("--gid") + 1] == "10001"
+    assert "--user-group" not in useradd, "it would create a group with another id"
+    users = [rest for keyword, rest in final if keyword == "USER"]
+    assert users[-1] == "10001:10001"
 
 
 def test_compose_files_exist_and_services_reach_each_other() -> None:
@@ -233,18 +254,44 @@ def test_entrypoint_uses_the_config_it_is_told_about(installed: Path, tmp_path: 
         assert done.stdout.strip() == f"{config}: OK, 1 source"
 
 
-def test_healthcheck_command_passes_on_a_live_exporter_and_fails_without_one(run_exporter) -> None:
-    final = stages()[-1]
-    healthcheck = next(rest for keyword, rest in final if keyword == "HEALTHCHECK")
-    command = json.loads(healthcheck[healthcheck.index("CMD") + 3 :].strip())
-    assert command[0] == "python"
-    exporter = run_exporter("--demo")
-    exporter.wait_until(lambda: http_get(f"{exporter.base_url}/-/healthy")[0] == 200)
+def test_healthcheck_probes_the_exporter_the_entrypoint_started_with_tls_and_basic_auth(
+    installed: Path, tmp_path: Path
+) -> None:
+    ca = trustme.CA()
+    write_pair(ca, tmp_path)
+    web_config = write_web_config(tmp_path, GOOD.replace("{hash}", bcrypt_hash(PASSWORD)))
+    port = free_port()
+    env = _env(installed, TMPDIR=str(tmp_path))
+    entrypoint = ["sh", str(REPO_ROOT / "docker" / "entrypoint.sh")]
+    healthcheck = [*entrypoint, *healthcheck_command()[1:]]
+    with (tmp_path / "exporter.log").open("wb") as log:
+        exporter = subprocess.Popen(
+            [*entrypoint, "--demo", f"--web.listen-address=127.0.0.1:{port}", f"--web.config.file={web_config}"],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=env,
+            cwd=tmp_path,
+        )
+    try:
+        answered = wait_for(lambda: https_get(port, "/-/healthy", client_context(ca))[0], exporter)
+        assert answered == 401, "basic auth is on, and the probe has no password"
+        healthy = subprocess.run(healthcheck, capture_output=True, text=True, timeout=30, env=env, cwd=tmp_path)
+        assert healthy.returncode == 0, healthy.stdout + healthy.stderr
+        assert healthy.stdout.strip() == f"healthy: https://127.0.0.1:{port}/-/healthy answered 401"
+    finally:
+        exporter.terminate()
+        exporter.wait(timeout=30)
+    gone = subprocess.run(healthcheck, capture_output=True, text=True, timeout=30, env=env, cwd=tmp_path)
+    assert gone.returncode == 1 and gone.stdout.startswith("unhealthy: https://127.0.0.1:"), gone.stdout
 
-    def check(address: str) -> int:
-        argv = [sys.executable, *(part.replace("127.0.0.1:9877", address) for part in command[1:])]
-        return subprocess.run(argv, capture_output=True, timeout=30).returncode
 
-    assert check(f"127.0.0.1:{exporter.port}") == 0
-    exporter.stop()
-    assert check(f"127.0.0.1:{exporter.port}") != 0
+def wait_for(answer: Callable[[], int], process: subprocess.Popen[bytes], timeout: float = 30.0) -> int:
+    """The first answer of a server that is starting (bounded; fails if the process exits)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        assert process.poll() is None, f"exited with {process.returncode}"
+        try:
+            return answer()
+        except (OSError, ssl.SSLError):
+            time.sleep(0.1)
+    raise AssertionError(f"no answer within {timeout}s")

@@ -23,9 +23,9 @@ from typing import Any
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from exporter.cli import all_families
 from exporter.config import parse_config
 from exporter.demo import serve, simulators
+from exporter.families import AUDIENCE_FAMILIES
 from exporter.logs import Redactor
 from exporter.metrics import AudienceStore, ExporterMetrics, Exposition
 from exporter.scheduler import Scheduler
@@ -146,7 +146,7 @@ async def test_fault_is_a_counted_failed_poll_that_heals_at_the_next_good_answer
     )
     redactor = Redactor()
     redactor.replace(config.secret_values())
-    store = AudienceStore(all_families(), config.global_.stale_after)
+    store = AudienceStore(AUDIENCE_FAMILIES, config.global_.stale_after)
     metrics = ExporterMetrics("test", "3")
     scheduler = Scheduler(config, store, metrics, redact=redactor)
     bench = Bench(scheduler, metrics, Exposition(store, metrics), config.secret_values())
@@ -254,7 +254,7 @@ async def _gcore_scheduler(base_url: str, tmp_path: Path, stream_ids: list[int])
         "t.yaml",
         tmp_path,
     )
-    scheduler = Scheduler(config, AudienceStore(all_families(), 300), ExporterMetrics("t", "3"))
+    scheduler = Scheduler(config, AudienceStore(AUDIENCE_FAMILIES, 300), ExporterMetrics("t", "3"))
     await scheduler.open()
     scheduler.start(paused=True)
     return scheduler

@@ -133,8 +133,8 @@ def test_reload_keeps_unchanged_sources_restarts_changed_ones_and_refuses_a_bad_
 async def test_reload_cancels_the_in_flight_poll_of_a_removed_source(serve_app: Any, tmp_path: Path) -> None:
     import asyncio
 
-    from exporter.cli import all_families
     from exporter.config import parse_config
+    from exporter.families import AUDIENCE_FAMILIES
     from exporter.metrics import AudienceStore, ExporterMetrics
     from exporter.scheduler import Scheduler
 
@@ -144,7 +144,7 @@ async def test_reload_cancels_the_in_flight_poll_of_a_removed_source(serve_app: 
     source = {"provider": "gcore", "base_url": base_url, "api_key": sim.api_key}
     config = {"global": {"timeout": "1h", "state_dir": str(tmp_path)}, "sources": [{"name": "gone", **source}]}
     scheduler = Scheduler(
-        parse_config(config, "t.yaml", tmp_path), AudienceStore(all_families(), 300), ExporterMetrics("t", "3")
+        parse_config(config, "t.yaml", tmp_path), AudienceStore(AUDIENCE_FAMILIES, 300), ExporterMetrics("t", "3")
     )
     await scheduler.open()
     try:

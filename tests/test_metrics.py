@@ -21,15 +21,15 @@ from prometheus_client.openmetrics.parser import text_string_to_metric_families 
 from prometheus_client.parser import text_string_to_metric_families as parse_text
 from prometheus_client.utils import floatToGoString
 
+from exporter.families import AUDIENCE_FAMILIES
 from exporter.metrics import (
-    CONTRACT_FAMILIES,
     AudienceStore,
     ExporterMetrics,
     Exposition,
     SourceIdentity,
     format_value,
 )
-from exporter.providers.base import PollError, PollResult, Sample
+from exporter.poll import PollError, PollResult, Sample
 
 AWKWARD = [
     "plain",
@@ -46,7 +46,7 @@ AWKWARD = [
 GAUGE_VALUES = [0.0, 1.0, 42.0, -3.0, 0.1, 999999.5, 1234567.0, 1e300, -1e300, 1e-300, 5e-324, 2.0**53 + 2]
 GAUGE_VALUES += [math.nan, math.inf, -math.inf]
 COUNTER_VALUES = [0.0, 1.0, 86400.0, 1234567.0, 1e300, 1e-300, 0.5, math.inf]
-FAMILIES = {family.name: family for family in CONTRACT_FAMILIES}
+FAMILIES = {family.name: family for family in AUDIENCE_FAMILIES}
 
 
 def identity(name: str = "src-1", **labels: str) -> SourceIdentity:
@@ -108,7 +108,7 @@ def parsed(families: Iterator[Any]) -> dict[str, Any]:
 
 
 def store_with(units: dict[str, list[Sample]], source: SourceIdentity, now: float = 1000.0) -> AudienceStore:
-    store = AudienceStore(CONTRACT_FAMILIES, stale_after=300)
+    store = AudienceStore(AUDIENCE_FAMILIES, stale_after=300)
     store.add_source(source)
     store.apply(source.name, PollResult(samples=units), now)
     return store
@@ -190,7 +190,7 @@ def test_a_unit_whose_value_changes_keeps_its_labels_and_shows_the_new_value() -
 def test_sliced_apply_renders_the_same_body_as_apply() -> None:
     units = {str(i): [Sample.of("livestream_unique_viewers", i, stream=str(i))] for i in range(2500)}
     plain = store_with(units, identity())
-    sliced = AudienceStore(CONTRACT_FAMILIES, stale_after=300)
+    sliced = AudienceStore(AUDIENCE_FAMILIES, stale_after=300)
     sliced.add_source(identity())
     asyncio.run(sliced.apply_sliced("src-1", PollResult(samples=units), 1000.0))
     assert sliced.render(openmetrics=False) == plain.render(openmetrics=False)
@@ -223,7 +223,7 @@ def test_failed_unit_keeps_its_values_until_stale_after_then_disappears() -> Non
 
 
 def gzip_exposition(sources: int = 3, streams: int = 200) -> Exposition:
-    store = AudienceStore(CONTRACT_FAMILIES, stale_after=300)
+    store = AudienceStore(AUDIENCE_FAMILIES, stale_after=300)
     for s in range(sources):
         store.add_source(identity(f"src-{s}", team="t"))
         units = {
@@ -290,7 +290,7 @@ def test_promtool_accepts_a_100k_series_exposition() -> None:
     promtool = shutil.which("promtool")
     if promtool is None:
         pytest.skip("promtool not installed (Debian package prometheus); CI installs it")
-    store = AudienceStore(CONTRACT_FAMILIES, stale_after=300)
+    store = AudienceStore(AUDIENCE_FAMILIES, stale_after=300)
     for s in range(10):
         name = f"gcore-{s:02d}"
         store.add_source(identity(name, team="bench"))

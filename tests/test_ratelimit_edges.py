@@ -3,7 +3,7 @@ budget passes, the next request waits until the oldest leaves the window, and a 
 
 from __future__ import annotations
 
-from exporter.providers.base import RateLimit
+from exporter.poll import RateLimit
 from exporter.ratelimit import SlidingWindowLimiter
 
 LLS_LIMITS = (RateLimit(100, 60), RateLimit(1000, 3600))

@@ -11,7 +11,7 @@ import pytest
 
 from exporter.config import parse_config
 from exporter.metrics import AudienceStore, ExporterMetrics
-from exporter.providers.base import RateLimit
+from exporter.poll import RateLimit
 from exporter.providers.gcore import Gcore
 from exporter.scheduler import Scheduler
 from exporter.sharding import (
@@ -226,8 +226,8 @@ def test_single_request_sources_land_whole_on_one_shard_and_are_absent_elsewhere
 
 def test_scheduler_tells_providers_their_budget_share() -> None:
     scheduler = scheduler_for(4, 1, SOURCES)
-    assert {runtime.provider.budget_share for runtime in scheduler.sources.values()} == {0.25}
-    assert {runtime.provider.budget_share for runtime in scheduler_for(1, 0, SOURCES).sources.values()} == {1.0}
+    assert {runtime.provider.shard.budget_share for runtime in scheduler.sources.values()} == {0.25}
+    assert {runtime.provider.shard.budget_share for runtime in scheduler_for(1, 0, SOURCES).sources.values()} == {1.0}
 
 
 def test_scheduler_limiter_holds_this_replicas_part_of_the_account() -> None:

@@ -16,8 +16,9 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-from exporter.metrics import CONTRACT_FAMILIES, AudienceStore, ExporterMetrics, Exposition, SourceIdentity
-from exporter.providers.base import PollResult, Sample
+from exporter.families import AUDIENCE_FAMILIES
+from exporter.metrics import AudienceStore, ExporterMetrics, Exposition, SourceIdentity
+from exporter.poll import PollResult, Sample
 from exporter.web import EXPOSITION_KEY, WRITE_SLICE, metrics_handler
 from tests.conftest import free_port, http_get
 
@@ -25,7 +26,7 @@ OPENMETRICS_ACCEPT = "application/openmetrics-text;version=1.0.0,text/plain;vers
 
 
 def exposition(sources: int, streams: int) -> Exposition:
-    store = AudienceStore(CONTRACT_FAMILIES, stale_after=300)
+    store = AudienceStore(AUDIENCE_FAMILIES, stale_after=300)
     for s in range(sources):
         name = f"src-{s}"
         store.add_source(SourceIdentity(name, "gcore", (("team", 'a "b"\\c'),)))

@@ -8,6 +8,9 @@ still open carries the viewers counted so far. Any numeric `stream_id` exists: t
 have fixed peaks, any other id a stable one derived from its hash (see `stream_audience`), so a
 benchmark can poll ten thousand streams.
 
+With `flat_streams`, `streams` is one flat array (timestamp, count, timestamp, count, ...), as
+the page's schema types it (an array of int64), instead of the example's pairs.
+
 Faults for tests and the demo: see exporter.demo.faults (`POST /_sim/fault`).
 """
 
@@ -65,7 +68,8 @@ def _parse_time(value: str) -> float | None:
 class GcoreSimulator:
     provider = "gcore"
 
-    def __init__(self, api_key: str | None = None, clock: Any = time.time) -> None:
+    def __init__(self, api_key: str | None = None, clock: Any = time.time, flat_streams: bool = False) -> None:
+        self.flat_streams = flat_streams
         self.api_key = api_key or f"{secrets.randbelow(90000) + 10000}$" + secrets.token_hex(16)
         self.clock = clock
         self.faults = FaultInjector(lambda status: _error(status, _STATUS_TEXT.get(status, "error")))
@@ -120,7 +124,8 @@ class GcoreSimulator:
         points = [
             [bucket, self.viewers(stream_id, bucket, width, now)] for bucket in range(first, int(last) + 1, width)
         ]
-        return web.json_response([{"client": CLIENT_ID, "metrics": {"streams": points}}])
+        streams = [value for point in points for value in point] if self.flat_streams else points
+        return web.json_response([{"client": CLIENT_ID, "metrics": {"streams": streams}}])
 
     def app(self) -> web.Application:
         app = self.faults.application()

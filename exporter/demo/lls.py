@@ -17,7 +17,9 @@ Per access key, 100 requests per sliding minute and 1000 per sliding hour are an
 429 `RateLimit.Exceeded` with a `Retry-After` (the pages name no 429 body: ours is an invention).
 A missing `domain` gets 400 `LLS.Analytics.InvalidDomain` (also ours); a bad or reversed
 `started`/`ended`, or a range over a day, gets the documented 400 `LLS.Analytics.InvalidTimestamp`.
-Every answer carries `x-sfd-trace-id`.
+Every answer carries `x-sfd-trace-id`. With `unix_timestamps` each point's `timestamp` is Unix
+seconds, as the response table's type `Timestamp` may also be read, instead of the examples'
+`20250518T173000Z` (and no malformed point is added).
 
 Faults for tests and the demo: see exporter.demo.faults (`POST /_sim/fault`); `{"status": 500}`
 answers `{"code": "InternalError", ...}`.
@@ -109,6 +111,7 @@ class LlsSimulator:
         access_key_secret: str | None = None,
         clock: Any = time.time,
         malformed_every: int = 5,
+        unix_timestamps: bool = False,
     ) -> None:
         self.access_key_id = access_key_id or "".join(
             secrets.choice(string.ascii_letters + string.digits) for _ in range(16)
@@ -116,6 +119,7 @@ class LlsSimulator:
         self.access_key_secret = access_key_secret or secrets.token_urlsafe(24)
         self.clock = clock
         self.malformed_every = malformed_every
+        self.unix_timestamps = unix_timestamps
         self.answered = 0
         self.requests: list[dict[str, str]] = []
         self.faults = FaultInjector(_fault_body)
@@ -200,9 +204,10 @@ class LlsSimulator:
         if known:
             for bucket in range(first // BUCKET * BUCKET, last + 1, BUCKET):
                 viewers = self.peak(stream, protocol, region, bucket, min(bucket + BUCKET, now))
-                data.append({"timestamp": write_stamp(bucket), "concurrentViewers": viewers})
+                stamp: Any = bucket if self.unix_timestamps else write_stamp(bucket)
+                data.append({"timestamp": stamp, "concurrentViewers": viewers})
         self.answered += 1
-        if data and self.malformed_every and self.answered % self.malformed_every == 0:
+        if data and self.malformed_every and not self.unix_timestamps and self.answered % self.malformed_every == 0:
             broken = write_stamp(last // BUCKET * BUCKET + BUCKET)
             data.append({"timestamp": broken[:-2] + "Z", "concurrentViewers": 10 * data[-1]["concurrentViewers"] + 1})
         echo = {key: query[key] for key in ("domain", "app", "stream", "started", "ended", "protocol") if key in query}

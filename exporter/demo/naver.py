@@ -8,6 +8,9 @@ newest one-minute points, newest first, each `{"currentViewerCnt", "logDate"}` w
 is `YYYY-MM-DD HH:MM:SS` wall-clock time in Asia/Seoul (the zone the console defaults to) and
 the newest point is the last whole minute.
 
+With `table_shape` the answer follows the page's response table instead of its example: `code`
+is the string `"200"` and `result` one object, the newest point.
+
 Failures come as NAVER sends them, with HTTP 200 and `{"error": {"errorCode", "message"}}`:
 `Unauthorized` for a wrong key or company id, `4601` for a bad `device`, `4610` for a bad
 `videoType` (which parameter error gets which of the documented codes is our choice).
@@ -56,7 +59,14 @@ def seoul_time(seconds: float) -> str:
 class NaverSimulator:
     provider = "naver"
 
-    def __init__(self, api_key: str | None = None, project_id: str | None = None, clock: Any = time.time) -> None:
+    def __init__(
+        self,
+        api_key: str | None = None,
+        project_id: str | None = None,
+        clock: Any = time.time,
+        table_shape: bool = False,
+    ) -> None:
+        self.table_shape = table_shape
         self.api_key = api_key or secrets.token_hex(20)
         self.project_id = project_id or f"company-{secrets.randbelow(900000) + 100000}"
         self.clock = clock
@@ -80,6 +90,8 @@ class NaverSimulator:
             {"currentViewerCnt": round(audience(minute, PEAK * share, phase=7.0)), "logDate": seoul_time(minute)}
             for minute in minutes
         ]
+        if self.table_shape:
+            return web.json_response({"code": "200", "message": "currentViewers (1m)", "result": result[0]})
         return web.json_response({"code": 200, "message": "currentViewers (1m)", "result": result})
 
     def app(self) -> web.Application:

@@ -23,43 +23,34 @@ from __future__ import annotations
 import hashlib
 import re
 from datetime import UTC, date, datetime, time, timedelta
-from typing import Annotated, Any
+from typing import Any
 from urllib.parse import quote
 
-from pydantic import AfterValidator
-
-from exporter.providers import register
-from exporter.providers.base import (
+from exporter.families import INGEST_SECONDS, SESSIONS, VIEWER_SECONDS
+from exporter.poll import (
+    WHOLE_SOURCE,
     Answer,
     Fetcher,
     InvalidBody,
     PollError,
     PollResult,
-    Provider,
     RateLimit,
     Sample,
-    error_body,
+    ShardView,
 )
-from exporter.settings import Secret, SourceSettings
+from exporter.providers import register
+from exporter.providers.base import Provider, failure_reason, raise_unless_ok
+from exporter.settings import PathSegment, Secret, SourceSettings
 
 DEFAULT_INTERVAL = 300.0
 MAX_CATCH_UP_DAYS = 31
 UNIT = "daywise"
 COUNTERS = {
-    "count": "livestream_sessions_total",
-    "total_ingest_seconds": "livestream_ingest_seconds_total",
-    "total_viewer_seconds": "livestream_viewer_seconds_total",
+    "count": SESSIONS,
+    "total_ingest_seconds": INGEST_SECONDS,
+    "total_viewer_seconds": VIEWER_SECONDS,
 }
 _DATE_PREFIX = re.compile(r"^\d{4}-\d{2}-\d{2}")
-
-
-def _path_segment(value: str) -> str:
-    if not re.fullmatch(r"[A-Za-z0-9_-]+", value):
-        raise ValueError("must be a Cloudflare identifier (letters, digits, - and _)")
-    return value
-
-
-PathSegment = Annotated[str, AfterValidator(_path_segment)]
 
 
 class CloudflareSettings(SourceSettings):
@@ -73,19 +64,19 @@ class CloudflareSettings(SourceSettings):
     filters: str | None = None
 
 
-def failure_reason(body: Any, status: int) -> str:
-    """`code: message` of each entry of a v4 `errors` list, else the HTTP status."""
+def vendor_words(body: Any) -> str | None:
+    """`code: message` of each entry of a v4 `errors` list."""
     errors = body.get("errors") if isinstance(body, dict) else None
-    if isinstance(errors, list) and errors:
-        parts = []
-        for error in errors:
-            if isinstance(error, dict) and error.get("message"):
-                code = error.get("code")
-                parts.append(f"{code}: {error['message']}" if code is not None else str(error["message"]))
-            else:
-                parts.append(str(error))
-        return "; ".join(parts)
-    return "rate limited" if status == 429 else f"HTTP {status}"
+    if not isinstance(errors, list) or not errors:
+        return None
+    parts = []
+    for error in errors:
+        if isinstance(error, dict) and error.get("message"):
+            code = error.get("code")
+            parts.append(f"{code}: {error['message']}" if code is not None else str(error["message"]))
+        else:
+            parts.append(str(error))
+    return "; ".join(parts)
 
 
 def entry_day(entry: dict[str, Any]) -> date | None:
@@ -114,11 +105,12 @@ class Cloudflare(Provider):
     name = "cloudflare"
     settings_model = CloudflareSettings
     default_base_url = "https://api.cloudflare.com/client/v4"
+    families = tuple(COUNTERS.values())
     rate_limits = (RateLimit(1200, 300.0),)
     settings: CloudflareSettings
 
-    def __init__(self, settings: CloudflareSettings) -> None:
-        super().__init__(settings)
+    def __init__(self, settings: CloudflareSettings, shard: ShardView = WHOLE_SOURCE) -> None:
+        super().__init__(settings, shard)
         self.covered_day: date | None = None
 
     def default_interval(self) -> float:
@@ -172,14 +164,12 @@ class Cloudflare(Provider):
     @staticmethod
     def data_of(answer: Answer) -> list[Any]:
         """The `data` list of a successful answer; anything else is a failed poll."""
-        if answer.status != 200:
-            body = error_body(answer)
-            raise PollError(failure_reason(body, answer.status), status=answer.status, retry_after=answer.retry_after)
+        raise_unless_ok(answer, vendor_words)
         body = answer.json()
         if not isinstance(body, dict):
             raise InvalidBody("expected a JSON object with `data` and `success`")
         if body.get("success") is False:
-            raise PollError(failure_reason(body, answer.status), status=answer.status)
+            raise PollError(failure_reason(answer, vendor_words), status=answer.status)
         data = body.get("data")
         if not isinstance(data, list):
             raise InvalidBody("answer has no `data` list")
@@ -202,21 +192,21 @@ class Cloudflare(Provider):
                 result.rejected_points += 1
                 continue
             usable = True
-            for field, metric in COUNTERS.items():
+            for field, family in COUNTERS.items():
                 if entry.get(field) is None:
                     continue
                 value = _total(entry[field])
                 if value is None:
                     usable = False
                     continue
-                samples.append(Sample.of(metric, value, part=day.isoformat()))
+                samples.append(family.sample(value, part=day.isoformat()))
             if not usable:
                 result.rejected_points += 1
             if newest is None or day > newest:
                 newest = day
         present = {sample.name for sample in samples if sample.part == today.isoformat()}
         samples.extend(
-            Sample.of(metric, 0.0, part=today.isoformat()) for metric in COUNTERS.values() if metric not in present
+            family.sample(0.0, part=today.isoformat()) for family in COUNTERS.values() if family.name not in present
         )
         if newest is not None:
             result.note_timestamp(min(now.timestamp(), day_start(newest + timedelta(days=1)).timestamp()))

@@ -14,18 +14,10 @@ import sys
 from datetime import UTC, datetime
 from typing import Any
 
+from exporter.families import UNIQUE_VIEWERS
+from exporter.poll import WHOLE_SOURCE, Fetcher, InvalidBody, PollResult, Sample, ShardView
 from exporter.providers import register
-from exporter.providers.base import (
-    Answer,
-    Fetcher,
-    InvalidBody,
-    PollError,
-    PollResult,
-    Provider,
-    Sample,
-    error_body,
-    poll_units,
-)
+from exporter.providers.base import Provider, poll_units, raise_unless_ok
 from exporter.settings import Secret, SourceSettings, one_of
 
 GRANULARITY_SECONDS = {"1m": 60, "5m": 300, "15m": 900, "1h": 3600, "1d": 86400}
@@ -50,9 +42,8 @@ def iso_utc(ts: float) -> str:
     return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def error_reason(answer: Answer) -> str:
+def vendor_words(body: Any) -> str | None:
     """The vendor's own words from either documented error shape, without the request."""
-    body = error_body(answer)
     if isinstance(body, dict):
         errors = body.get("errors")
         if isinstance(errors, list) and errors:
@@ -61,9 +52,16 @@ def error_reason(answer: Answer) -> str:
             request_id = body.get("request_id")
             suffix = f" (request_id {request_id})" if request_id else ""
             return f"{body.get('exception_class') or 'error'}: {body['message']}{suffix}"
-    if answer.status == 429:
-        return "rate limit exceeded"
-    return f"HTTP {answer.status}"
+    return None
+
+
+def as_pairs(points: list[Any]) -> list[Any]:
+    """The page's schema types `streams` as one flat int64 array (timestamp, count, timestamp,
+    count, ...), its example as `[timestamp, count]` pairs: a list opening with a number is read
+    as the flat form, two values a point (a lone trailing value is an unusable point)."""
+    if points and isinstance(points[0], int | float) and not isinstance(points[0], bool):
+        return [points[i : i + 2] for i in range(0, len(points), 2)]
+    return points
 
 
 def newest_closed_bucket(points: Any, granularity: int, now: float) -> tuple[tuple[float, float] | None, int]:
@@ -72,7 +70,7 @@ def newest_closed_bucket(points: Any, granularity: int, now: float) -> tuple[tup
         raise InvalidBody("metrics.streams is not a list")
     newest: tuple[float, float] | None = None
     rejected = 0
-    for point in points:
+    for point in as_pairs(points):
         if (
             not isinstance(point, list)
             or len(point) != 2
@@ -91,10 +89,11 @@ class Gcore(Provider):
     name = "gcore"
     settings_model = GcoreSettings
     default_base_url = "https://api.gcore.com"
+    families = (UNIQUE_VIEWERS,)
     settings: GcoreSettings
 
-    def __init__(self, settings: GcoreSettings) -> None:
-        super().__init__(settings)
+    def __init__(self, settings: GcoreSettings, shard: ShardView = WHOLE_SOURCE) -> None:
+        super().__init__(settings, shard)
         self._units = [str(sid) for sid in settings.stream_ids] if settings.stream_ids else [TOTAL_UNIT]
         self._newest: dict[str, tuple[Any, ...]] = {}
         """Per unit, the newest closed bucket seen per client as (client, start, count, client,
@@ -143,8 +142,7 @@ class Gcore(Provider):
             async with fetch.get(
                 "stream_viewers", url, params=self.params(stream_id, now_ts), headers=headers
             ) as answer:
-                if answer.status != 200:
-                    raise PollError(error_reason(answer), status=answer.status, retry_after=answer.retry_after)
+                raise_unless_ok(answer, vendor_words)
                 return self.parse(answer.json(), unit, now_ts, result)
 
         units = self.active_units()
@@ -180,13 +178,7 @@ class Gcore(Provider):
             newest_by_client += (client, *newest)
             result.note_timestamp(newest[0])
             samples.append(
-                Sample.of(
-                    "livestream_unique_viewers",
-                    newest[1],
-                    client=client,
-                    stream=stream,
-                    granularity=self.settings.granularity,
-                )
+                UNIQUE_VIEWERS.sample(newest[1], client=client, stream=stream, granularity=self.settings.granularity)
             )
         self._newest[stream] = tuple(newest_by_client)
         return samples

@@ -29,20 +29,10 @@ from urllib.parse import urlsplit
 
 from pydantic import AfterValidator, BeforeValidator
 
+from exporter.families import CONCURRENT_VIEWERS
+from exporter.poll import WHOLE_SOURCE, Fetcher, InvalidBody, PollResult, RateLimit, Sample, ShardView
 from exporter.providers import register
-from exporter.providers.base import (
-    Answer,
-    Fetcher,
-    InvalidBody,
-    PollError,
-    PollResult,
-    Provider,
-    RateLimit,
-    Sample,
-    error_body,
-    newest_point,
-    poll_units,
-)
+from exporter.providers.base import Provider, newest_point, poll_units, raise_unless_ok
 from exporter.settings import NonEmpty, Secret, SourceSettings, format_duration, one_of
 
 PATH = "/lls/v1.0/analytics/delivery/queryConcurrentViewers"
@@ -104,6 +94,20 @@ def parse_sfd_time(value: Any) -> float | None:
         return datetime(*map(int, match.groups()), tzinfo=UTC).timestamp()
     except ValueError:
         return None
+
+
+MILLISECONDS_FROM = 1e11
+"""A numeric timestamp this large is in milliseconds: in seconds it would be past the year 5000."""
+
+
+def point_time(value: Any) -> float | None:
+    """A point's `timestamp`: the table types it `Timestamp` while the examples write
+    `20250518T173000Z`, so a JSON number is read as Unix time (seconds, or milliseconds when
+    that large) and a string as the examples' format."""
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        seconds = value / 1000 if value >= MILLISECONDS_FROM else float(value)
+        return seconds if 0 < seconds < MILLISECONDS_FROM else None
+    return parse_sfd_time(value)
 
 
 def sign_v2(secret: str, method: str, uri: str, headers: Mapping[str, str], access_key_id: str, body: str = "") -> str:
@@ -170,19 +174,17 @@ class Query:
         return ",".join(parts) or ALL
 
 
-def error_reason(answer: Answer) -> str:
-    """The vendor's `code: message`, a hint for a skewed clock, and the trace id to quote."""
-    body = error_body(answer)
-    if isinstance(body, dict) and body.get("code"):
-        reason = f"{body['code']}: {body.get('message') or 'no message'}"
-        if body["code"] == "Signature.Expired":
-            reason += f" ({EXPIRED_HINT})"
-    elif answer.status == 429:
-        reason = "rate limit exceeded"
-    else:
-        reason = f"HTTP {answer.status}"
-    trace_id = answer.headers.get("x-sfd-trace-id")
-    return f"{reason} (x-sfd-trace-id {trace_id})" if trace_id else reason
+TRACE_HEADER = "x-sfd-trace-id"
+
+
+def vendor_words(body: Any) -> str | None:
+    """The vendor's `code: message`, with a hint for a skewed clock."""
+    if not isinstance(body, dict) or not body.get("code"):
+        return None
+    reason = f"{body['code']}: {body.get('message') or 'no message'}"
+    if body["code"] == "Signature.Expired":
+        reason += f" ({EXPIRED_HINT})"
+    return reason
 
 
 def _echo(body: dict[str, Any], key: str) -> str | None:
@@ -195,11 +197,12 @@ class Lls(Provider):
     name = "lls"
     settings_model = LlsSettings
     default_base_url = "https://open-api.swiftfederation.com"
+    families = (CONCURRENT_VIEWERS,)
     rate_limits = (RateLimit(100, 60), RateLimit(1000, 3600))
     settings: LlsSettings
 
-    def __init__(self, settings: SourceSettings) -> None:
-        super().__init__(settings)
+    def __init__(self, settings: LlsSettings, shard: ShardView = WHOLE_SOURCE) -> None:
+        super().__init__(settings, shard)
         self.clock: Callable[[], float] = time.time
         self._queries = {
             query.unit: query
@@ -279,8 +282,7 @@ class Lls(Provider):
             params = self.params(query, now_ts)
             headers = SignedAtSend(lambda: self.headers(url, params))
             async with fetch.get("concurrent_viewers", url, params=params, headers=headers) as answer:
-                if answer.status != 200:
-                    raise PollError(error_reason(answer), status=answer.status, retry_after=answer.retry_after)
+                raise_unless_ok(answer, vendor_words, TRACE_HEADER)
                 return self.parse(answer.json(), query, result)
 
         return await poll_units(self.active_units(), poll_query)
@@ -291,14 +293,13 @@ class Lls(Provider):
         if not isinstance(body, dict) or not isinstance(body.get("data"), list):
             raise InvalidBody("expected an object with a data list")
         newest = newest_point(
-            body["data"], lambda point: parse_sfd_time(point.get("timestamp")), "concurrentViewers", result
+            body["data"], lambda point: point_time(point.get("timestamp")), "concurrentViewers", result
         )
         if newest is None:
             return []
         settings = self.settings
         return [
-            Sample.of(
-                "livestream_concurrent_viewers",
+            CONCURRENT_VIEWERS.sample(
                 newest[1],
                 domain=_echo(body, "domain") or settings.domain,
                 app=_echo(body, "app") or settings.app or ALL,

@@ -18,25 +18,17 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import AfterValidator
 
+from exporter.families import CONCURRENT_VIEWERS
+from exporter.poll import WHOLE_SOURCE, Fetcher, InvalidBody, PollError, PollResult, Sample, ShardView
 from exporter.providers import register
-from exporter.providers.base import (
-    Answer,
-    Fetcher,
-    InvalidBody,
-    PollError,
-    PollResult,
-    Provider,
-    Sample,
-    error_body,
-    newest_point,
-    poll_units,
-)
+from exporter.providers.base import Provider, newest_point, poll_units, raise_unless_ok
 from exporter.settings import NonEmpty, Secret, SourceSettings, one_of
 
 log = logging.getLogger(__name__)
 
 PATH = "/v1/charts/currentViewers"
 LOG_DATE_FORMAT = "%Y-%m-%d %H:%M:%S"
+POINT_KEYS = {"currentViewerCnt", "logDate"}
 DEFAULT_INTERVAL = 60.0
 FUTURE_TOLERANCE = 300.0
 """A newest point this far ahead of our clock is more than skew: `timezone` is likely wrong."""
@@ -86,14 +78,13 @@ def _vendor_error(body: Any) -> str | None:
     return f"error: {error}"
 
 
-def error_reason(answer: Answer) -> str:
-    body = error_body(answer)
+def vendor_words(body: Any) -> str | None:
     reason = _vendor_error(body)
     if reason:
         return reason
     if isinstance(body, dict) and "code" in body:
         return f"code {body['code']}: {body.get('message') or 'no message'}"
-    return "rate limit exceeded" if answer.status == 429 else f"HTTP {answer.status}"
+    return None
 
 
 @register
@@ -101,10 +92,11 @@ class Naver(Provider):
     name = "naver"
     settings_model = NaverSettings
     default_base_url = "https://ma-dashboard-api.vpe.naverncp.com"
+    families = (CONCURRENT_VIEWERS,)
     settings: NaverSettings
 
-    def __init__(self, settings: SourceSettings) -> None:
-        super().__init__(settings)
+    def __init__(self, settings: NaverSettings, shard: ShardView = WHOLE_SOURCE) -> None:
+        super().__init__(settings, shard)
         self.zone = ZoneInfo(self.settings.timezone)
         self._warned_about_zone = False
 
@@ -124,15 +116,19 @@ class Naver(Provider):
 
         async def poll_chart(unit: str, result: PollResult) -> list[Sample]:
             async with fetch.get("current_viewers", url, params=self.params(), headers=headers) as answer:
-                if answer.status != 200:
-                    raise PollError(error_reason(answer), status=answer.status, retry_after=answer.retry_after)
+                raise_unless_ok(answer, vendor_words)
                 return self.parse(answer.json(), now.timestamp(), result)
 
         return await poll_units(self.active_units(), poll_chart)
 
     def parse(self, body: Any, now: float, result: PollResult) -> list[Sample]:
-        """Only a body with a `result` list and no `error` is a success (NAVER answers most
-        failures with HTTP 200); the point with the newest `logDate` becomes the sample."""
+        """Only a body with a `result` and no `error` is a success (NAVER answers most failures
+        with HTTP 200); the point with the newest `logDate` becomes the sample.
+
+        The page's table types `result` as one object (`result.currentViewerCnt`) while its
+        example answers a list of points, and types `code` as a string while the example sends
+        the number 200: each shape is read, an object with a point's keys as a list of one point
+        (an empty object is no point but a drifted answer)."""
         if not isinstance(body, dict):
             raise InvalidBody("expected a JSON object")
         reason = _vendor_error(body)
@@ -142,22 +138,17 @@ class Naver(Provider):
         message = body.get("message") or "no message"
         if code is not None and str(code) != "200":
             raise PollError(f"code {code}: {message}", status=200)
+        if isinstance(points, dict) and POINT_KEYS & points.keys():
+            points = [points]
         if not isinstance(points, list):
-            raise InvalidBody(f"code {code}: {message} (no result list)", status=200)
+            raise InvalidBody(f"code {code}: {message} (no result list or object)", status=200)
         newest = newest_point(
             points, lambda point: log_date_to_unix(point.get("logDate"), self.zone), "currentViewerCnt", result
         )
         if newest is None:
             return []
         self._check_zone(newest[0], now)
-        return [
-            Sample.of(
-                "livestream_concurrent_viewers",
-                newest[1],
-                device=self.settings.device,
-                video_type=self.settings.video_type,
-            )
-        ]
+        return [CONCURRENT_VIEWERS.sample(newest[1], device=self.settings.device, video_type=self.settings.video_type)]
 
     def _check_zone(self, newest: float, now: float) -> None:
         """Warn once (until it is plausible again) when the newest point, read in `timezone`,

@@ -27,26 +27,64 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
-from typing import Annotated, Any
+from typing import Any
 from urllib.parse import quote
 
-from pydantic import BeforeValidator, Field, PositiveFloat, ValidationInfo, field_validator
+from pydantic import Field, PositiveFloat, ValidationInfo, field_validator
 
 from exporter.credits import PERIOD_SECONDS, CreditLedger, Price, hundredths
-from exporter.providers import register
-from exporter.providers.base import (
-    Answer,
-    Fetcher,
-    InvalidBody,
-    Labels,
+from exporter.families import (
+    AIRTIME_SECONDS,
+    AUTHENTICATED_AVERAGE_VIEW_DURATION,
+    AUTHENTICATED_VIEWERS_RATIO,
+    AVERAGE_VIEWERS,
+    CHAT_ACTIVE_CHATTERS,
+    CHAT_ACTIVE_CHATTERS_TO_VIEWERS_RATIO,
+    CHAT_CHEER_AMOUNT,
+    CHAT_CHEER_AMOUNT_PER_CHATTER,
+    CHAT_CHEER_AMOUNT_PER_MESSAGE,
+    CHAT_CHEER_CHATTERS,
+    CHAT_CHEER_INCOME,
+    CHAT_CHEER_MESSAGES,
+    CHAT_ENGAGEMENT_RATIO,
+    CHAT_MESSAGES,
+    CHAT_MESSAGES_PER_CHATTER,
+    CHAT_MULTI_MESSAGE_CHATTERS,
+    CHAT_PASSIVE_CHATTERS,
+    CHAT_SINGLE_MESSAGE_CHATTERS,
+    CHAT_WORDS,
+    ESTIMATED_AUDIENCE,
+    ESTIMATED_AUDIENCE_AVERAGE_VIEW_DURATION,
+    FOLLOWERS_GAINED,
+    GAME_AIRTIME_SECONDS,
+    GAME_AVERAGE_VIEWERS,
+    GAME_FOLLOWERS_GAINED,
+    GAME_PEAK_VIEWERS,
+    GAME_VIEWER_SECONDS,
+    GIFTED_SUBSCRIPTIONS,
+    LIVE_VIEWS,
+    NEW_SUBSCRIPTIONS,
+    PAID_SUBSCRIPTIONS,
+    PEAK_AUTHENTICATED_VIEWERS,
+    PEAK_VIEWERS,
+    RESUBSCRIPTIONS,
+    RETURNED_VIEWERS_RATIO,
+    STREAM_INFO,
+    STREAM_UNIQUE_VIEWERS,
+    SUBSCRIPTION_INCOME_MAX,
+    SUBSCRIPTION_INCOME_MIN,
+    SUBSCRIPTIONS,
+    TIER_SUBSCRIPTIONS,
+    TOP_GAME_WATCHED_RATIO,
+    UNIQUE_AUTHENTICATED_VIEWERS,
+    VIEWER_SECONDS,
+    VIEWERS_FROM_LAST_STREAM_RATIO,
     MetricFamily,
-    PollError,
-    PollResult,
-    Provider,
-    Sample,
-    error_body,
 )
-from exporter.settings import Secret, SourceSettings, StrictModel, one_of
+from exporter.poll import WHOLE_SOURCE, Fetcher, InvalidBody, Labels, PollError, PollResult, Sample, ShardView
+from exporter.providers import register
+from exporter.providers.base import Provider, raise_unless_ok
+from exporter.settings import PathSegment, Secret, SourceSettings, StrictModel, one_of
 
 log = logging.getLogger(__name__)
 
@@ -109,7 +147,7 @@ class Metric:
     extra labels."""
 
     key: str
-    name: str
+    family: MetricFamily
     scale: int = 1
     labels: Labels = ()
     percent: bool = False
@@ -121,120 +159,65 @@ class Metric:
 
 
 STANDARD_METRICS = (
-    Metric("hours_watched", "livestream_viewer_seconds_total", 3600),
-    Metric("airtime_in_m", "livestream_airtime_seconds", 60),
-    Metric("peak_viewers", "livestream_peak_viewers"),
-    Metric("average_viewers", "livestream_average_viewers"),
-    Metric("followers_gain", "livestream_followers_gained_total"),
+    Metric("hours_watched", VIEWER_SECONDS, 3600),
+    Metric("airtime_in_m", AIRTIME_SECONDS, 60),
+    Metric("peak_viewers", PEAK_VIEWERS),
+    Metric("average_viewers", AVERAGE_VIEWERS),
+    Metric("followers_gain", FOLLOWERS_GAINED),
 )
 EXTRA_METRICS = (
-    Metric("live_views", "livestream_live_views_total"),
-    Metric("unique_viewers", "livestream_stream_unique_viewers"),
-    Metric("unique_auth_viewers", "livestream_unique_authenticated_viewers"),
-    Metric("peak_auth_viewers", "livestream_peak_authenticated_viewers"),
-    Metric("auth_viewers_average_view_duration_in_m", "livestream_authenticated_average_view_duration_seconds", 60),
-    Metric("authorized_to_all_viewers_ratio_%", "livestream_authenticated_viewers_ratio", percent=True),
-    Metric("viewers_from_last_stream_%", "livestream_viewers_from_last_stream_ratio", percent=True),
-    Metric("returned_viewers_%", "livestream_returned_viewers_ratio", percent=True),
-    Metric("estimated_audience", "livestream_estimated_audience"),
+    Metric("live_views", LIVE_VIEWS),
+    Metric("unique_viewers", STREAM_UNIQUE_VIEWERS),
+    Metric("unique_auth_viewers", UNIQUE_AUTHENTICATED_VIEWERS),
+    Metric("peak_auth_viewers", PEAK_AUTHENTICATED_VIEWERS),
+    Metric("auth_viewers_average_view_duration_in_m", AUTHENTICATED_AVERAGE_VIEW_DURATION, 60),
+    Metric("authorized_to_all_viewers_ratio_%", AUTHENTICATED_VIEWERS_RATIO, percent=True),
+    Metric("viewers_from_last_stream_%", VIEWERS_FROM_LAST_STREAM_RATIO, percent=True),
+    Metric("returned_viewers_%", RETURNED_VIEWERS_RATIO, percent=True),
+    Metric("estimated_audience", ESTIMATED_AUDIENCE),
     Metric(
         "estimated_audience_average_view_duration_in_m",
-        "livestream_estimated_audience_average_view_duration_seconds",
+        ESTIMATED_AUDIENCE_AVERAGE_VIEW_DURATION,
         60,
     ),
 )
 GAME_METRICS = (
-    Metric("hours_watched", "livestream_game_viewer_seconds_total", 3600),
-    Metric("peak_viewers", "livestream_game_peak_viewers"),
-    Metric("average_viewers", "livestream_game_average_viewers"),
-    Metric("airtime_in_m", "livestream_game_airtime_seconds", 60),
-    Metric("followers_gain", "livestream_game_followers_gained_total"),
+    Metric("hours_watched", GAME_VIEWER_SECONDS, 3600),
+    Metric("peak_viewers", GAME_PEAK_VIEWERS),
+    Metric("average_viewers", GAME_AVERAGE_VIEWERS),
+    Metric("airtime_in_m", GAME_AIRTIME_SECONDS, 60),
+    Metric("followers_gain", GAME_FOLLOWERS_GAINED),
 )
 SUBS_METRICS = (
-    Metric("total_subs", "livestream_subscriptions_total"),
-    Metric("new_subs", "livestream_new_subscriptions_total"),
-    Metric("re_subs", "livestream_resubscriptions_total"),
-    Metric("paid_subs", "livestream_paid_subscriptions_total"),
-    Metric("gifted_subs", "livestream_gifted_subscriptions_total"),
-    Metric("prime_subs", "livestream_tier_subscriptions_total", labels=(("tier", "prime"),)),
-    Metric("tier_1_subs", "livestream_tier_subscriptions_total", labels=(("tier", "1"),)),
-    Metric("tier_2_subs", "livestream_tier_subscriptions_total", labels=(("tier", "2"),)),
-    Metric("tier_3_subs", "livestream_tier_subscriptions_total", labels=(("tier", "3"),)),
-    Metric("min_income_from_subs_in_$", "livestream_subscription_income_min_usd"),
-    Metric("max_income_from_subs_in_$", "livestream_subscription_income_max_usd"),
+    Metric("total_subs", SUBSCRIPTIONS),
+    Metric("new_subs", NEW_SUBSCRIPTIONS),
+    Metric("re_subs", RESUBSCRIPTIONS),
+    Metric("paid_subs", PAID_SUBSCRIPTIONS),
+    Metric("gifted_subs", GIFTED_SUBSCRIPTIONS),
+    Metric("prime_subs", TIER_SUBSCRIPTIONS, labels=(("tier", "prime"),)),
+    Metric("tier_1_subs", TIER_SUBSCRIPTIONS, labels=(("tier", "1"),)),
+    Metric("tier_2_subs", TIER_SUBSCRIPTIONS, labels=(("tier", "2"),)),
+    Metric("tier_3_subs", TIER_SUBSCRIPTIONS, labels=(("tier", "3"),)),
+    Metric("min_income_from_subs_in_$", SUBSCRIPTION_INCOME_MIN),
+    Metric("max_income_from_subs_in_$", SUBSCRIPTION_INCOME_MAX),
 )
 CHAT_METRICS = (
-    Metric("total_messages", "livestream_chat_messages_total"),
-    Metric("total_words_count", "livestream_chat_words_total"),
-    Metric("active_chatters", "livestream_chat_active_chatters"),
-    Metric("passive_chatters", "livestream_chat_passive_chatters"),
-    Metric("messages_per_chatter", "livestream_chat_messages_per_chatter"),
-    Metric("chat_engagement_rate_%", "livestream_chat_engagement_ratio", percent=True),
-    Metric("chatters_with_1_message", "livestream_chat_single_message_chatters"),
-    Metric("chatters_with_2+_message", "livestream_chat_multi_message_chatters"),
-    Metric("cheer_messages", "livestream_chat_cheer_messages_total"),
-    Metric("cheer_chatters", "livestream_chat_cheer_chatters"),
-    Metric("total_bits", "livestream_chat_cheer_amount_total"),
-    Metric("income_from_bits_in_$", "livestream_chat_cheer_income_usd"),
-    Metric("bits_per_cheered_message", "livestream_chat_cheer_amount_per_message"),
-    Metric("bits_per_cheered_chatter", "livestream_chat_cheer_amount_per_chatter"),
-    Metric("active_chatters_to_viewers_ratio_%", "livestream_chat_active_chatters_to_viewers_ratio", percent=True),
+    Metric("total_messages", CHAT_MESSAGES),
+    Metric("total_words_count", CHAT_WORDS),
+    Metric("active_chatters", CHAT_ACTIVE_CHATTERS),
+    Metric("passive_chatters", CHAT_PASSIVE_CHATTERS),
+    Metric("messages_per_chatter", CHAT_MESSAGES_PER_CHATTER),
+    Metric("chat_engagement_rate_%", CHAT_ENGAGEMENT_RATIO, percent=True),
+    Metric("chatters_with_1_message", CHAT_SINGLE_MESSAGE_CHATTERS),
+    Metric("chatters_with_2+_message", CHAT_MULTI_MESSAGE_CHATTERS),
+    Metric("cheer_messages", CHAT_CHEER_MESSAGES),
+    Metric("cheer_chatters", CHAT_CHEER_CHATTERS),
+    Metric("total_bits", CHAT_CHEER_AMOUNT),
+    Metric("income_from_bits_in_$", CHAT_CHEER_INCOME),
+    Metric("bits_per_cheered_message", CHAT_CHEER_AMOUNT_PER_MESSAGE),
+    Metric("bits_per_cheered_chatter", CHAT_CHEER_AMOUNT_PER_CHATTER),
+    Metric("active_chatters_to_viewers_ratio_%", CHAT_ACTIVE_CHATTERS_TO_VIEWERS_RATIO, percent=True),
 )
-TOP_GAME_RATIO = "livestream_top_game_watched_ratio"
-
-_HELP = {
-    TOP_GAME_RATIO: "Share (0-1) of a stream's watch time spent on its top game (label game).",
-    "livestream_live_views_total": "Live views of a stream (Streams Charts extra set).",
-    "livestream_stream_unique_viewers": "Unique viewers over a whole stream (Streams Charts extra set).",
-    "livestream_unique_authenticated_viewers": "Unique logged-in viewers of a stream.",
-    "livestream_peak_authenticated_viewers": "Peak concurrent logged-in viewers of a stream.",
-    "livestream_authenticated_average_view_duration_seconds": "Average view duration of logged-in viewers.",
-    "livestream_authenticated_viewers_ratio": "Share (0-1) of logged-in viewers among all viewers.",
-    "livestream_viewers_from_last_stream_ratio": "Share (0-1) of viewers who also watched the previous stream.",
-    "livestream_returned_viewers_ratio": "Share (0-1) of returning viewers.",
-    "livestream_estimated_audience": "Estimated audience of a stream (unique people).",
-    "livestream_estimated_audience_average_view_duration_seconds": "Average view duration of the estimated audience.",
-    "livestream_game_viewer_seconds_total": "Seconds watched by viewers while a stream showed a game (label game).",
-    "livestream_game_peak_viewers": "Peak concurrent viewers while a stream showed a game.",
-    "livestream_game_average_viewers": "Average concurrent viewers while a stream showed a game.",
-    "livestream_game_airtime_seconds": "Seconds a stream spent on a game.",
-    "livestream_game_followers_gained_total": "Followers gained while a stream showed a game.",
-    "livestream_subscriptions_total": "Subscriptions during a stream (paid and gifted).",
-    "livestream_new_subscriptions_total": "First-time paid subscriptions during a stream.",
-    "livestream_resubscriptions_total": "Renewed paid subscriptions announced during a stream.",
-    "livestream_paid_subscriptions_total": "Paid subscriptions (new and renewed) during a stream.",
-    "livestream_gifted_subscriptions_total": "Gifted subscriptions during a stream.",
-    "livestream_tier_subscriptions_total": "Subscriptions during a stream by tier (prime, 1, 2, 3).",
-    "livestream_subscription_income_min_usd": "Lower estimate of a stream's subscription income, US dollars.",
-    "livestream_subscription_income_max_usd": "Upper estimate of a stream's subscription income, US dollars.",
-    "livestream_chat_messages_total": "Chat messages during a stream.",
-    "livestream_chat_words_total": "Words in chat messages during a stream.",
-    "livestream_chat_active_chatters": "Viewers who wrote in chat during a stream.",
-    "livestream_chat_passive_chatters": "Chat members who did not write during a stream.",
-    "livestream_chat_messages_per_chatter": "Chat messages per active chatter.",
-    "livestream_chat_engagement_ratio": "Chat engagement rate (0-1).",
-    "livestream_chat_single_message_chatters": "Active chatters who wrote exactly one message.",
-    "livestream_chat_multi_message_chatters": "Active chatters who wrote two or more messages.",
-    "livestream_chat_cheer_messages_total": "Chat messages with a cheer (bits).",
-    "livestream_chat_cheer_chatters": "Chatters who cheered.",
-    "livestream_chat_cheer_amount_total": "Twitch Bits cheered during a stream.",
-    "livestream_chat_cheer_income_usd": "Estimated income from cheered Bits, US dollars.",
-    "livestream_chat_cheer_amount_per_message": "Twitch Bits per cheer message.",
-    "livestream_chat_cheer_amount_per_chatter": "Twitch Bits per cheering chatter.",
-    "livestream_chat_active_chatters_to_viewers_ratio": "Active chatters per viewer (0-1).",
-}
-
-
-def _segment(value: Any) -> str:
-    """A channel name, channel ID or stream ID as a path segment."""
-    if isinstance(value, int):
-        raise ValueError("must be a valid string (write an ID in quotes)")
-    if not isinstance(value, str) or not value or any(c in value for c in "/?#% \t\n"):
-        raise ValueError("must be a name or ID without /, ?, #, % or spaces")
-    return value
-
-
-PathSegment = Annotated[str, BeforeValidator(_segment)]
 Platform = one_of(*PLATFORMS)
 
 
@@ -363,9 +346,8 @@ def parse_time(value: Any) -> float | None:
     return (parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)).timestamp()
 
 
-def error_reason(answer: Answer) -> str:
-    """The vendor's message when its (undocumented) error body has one, else the HTTP status."""
-    body = error_body(answer)
+def vendor_words(body: Any) -> str | None:
+    """The vendor's message when its (undocumented) error body has one."""
     if isinstance(body, dict):
         for key in ("message", "error", "errors"):
             value = body.get(key)
@@ -375,9 +357,7 @@ def error_reason(answer: Answer) -> str:
                 return value
             if isinstance(value, list) and value:
                 return "; ".join(str(item) for item in value)
-    if answer.status == 429:
-        return "rate limited"
-    return f"HTTP {answer.status}"
+    return None
 
 
 def _samples_to_json(samples: list[Sample]) -> list[list[Any]]:
@@ -412,10 +392,10 @@ class Parser:
                 continue
             if value is None:
                 continue
-            counter = metric.name.endswith("_total")
+            counter = metric.family.kind == "counter"
             value = metric.convert(max(0.0, value) if counter else value)
             sample_labels = (*self.unit.labels, *labels, *metric.labels)
-            self.samples.append(Sample(metric.name, sample_labels, value, self.part if counter else ""))
+            self.samples.append(Sample(metric.family.name, sample_labels, value, self.part if counter else ""))
 
     def text(self, data: dict[str, Any], key: str) -> str:
         value = data.get(key)
@@ -425,7 +405,7 @@ class Parser:
         self.add(data, STANDARD_METRICS)
         game = self.text(data, "top_game_by_hw")
         if game:
-            self.add(data, (Metric("top_game_by_hw_%", TOP_GAME_RATIO, percent=True),), (("game", game),))
+            self.add(data, (Metric("top_game_by_hw_%", TOP_GAME_WATCHED_RATIO, percent=True),), (("game", game),))
         if self.unit.stream is not None:
             info = (
                 ("title", self.text(data, "stream_status")),
@@ -433,7 +413,7 @@ class Parser:
                 ("top_game", game),
                 ("channel_id", self.text(data, "channel_id")),
             )
-            self.samples.append(Sample("livestream_stream_info", (*self.unit.labels, *info), 1.0))
+            self.samples.append(Sample(STREAM_INFO.name, (*self.unit.labels, *info), 1.0))
 
     def games(self, data: dict[str, Any]) -> None:
         games = data.get("all_stream_games")
@@ -480,12 +460,18 @@ class StreamsCharts(Provider):
     default_base_url = "https://streamscharts.com"
     spends_credits = True
     families = tuple(
-        MetricFamily(name, "counter" if name.endswith("_total") else "gauge", text) for name, text in _HELP.items()
+        dict.fromkeys(
+            (
+                *(m.family for m in (*STANDARD_METRICS, *EXTRA_METRICS, *GAME_METRICS, *SUBS_METRICS, *CHAT_METRICS)),
+                TOP_GAME_WATCHED_RATIO,
+                STREAM_INFO,
+            )
+        )
     )
     settings: StreamsChartsSettings
 
-    def __init__(self, settings: StreamsChartsSettings) -> None:
-        super().__init__(settings)
+    def __init__(self, settings: StreamsChartsSettings, shard: ShardView = WHOLE_SOURCE) -> None:
+        super().__init__(settings, shard)
         self.all_units = [u for stream in settings.streams for u in stream_units(stream, settings.metric_sets)]
         self.all_units += [Unit(c.platform, c.channel, None, "standard", carrier=True) for c in settings.channels]
         self.ledger = CreditLedger(self.budget())
@@ -496,11 +482,7 @@ class StreamsCharts(Provider):
     def budget(self) -> float | None:
         """This replica's part of `credits_budget` (all of it unless sharded)."""
         budget = self.settings.credits_budget
-        return None if budget is None else budget * self.budget_share
-
-    def set_budget_share(self, share: float) -> None:
-        super().set_budget_share(share)
-        self.ledger.set_budget(self.budget())
+        return None if budget is None else budget * self.shard.budget_share
 
     @classmethod
     def check_sources(cls, sources: list[Any]) -> list[tuple[Any, str, str]]:
@@ -529,11 +511,8 @@ class StreamsCharts(Provider):
     def units(self) -> list[str]:
         return [unit.key for unit in self.all_units]
 
-    def requests_per_poll(self) -> int:
-        return sum(1 for unit in self.active_unit_objects() if unit.key not in self.finished)
-
     def active_unit_objects(self) -> list[Unit]:
-        return [unit for unit in self.all_units if self.owns_unit(unit.key)]
+        return [unit for unit in self.all_units if self.shard.owns_unit(unit.key)]
 
     def default_interval(self) -> float:
         """With a budget: the shortest interval (at least 5 minutes) at which 30 days of polling every
@@ -594,8 +573,7 @@ class StreamsCharts(Provider):
             async with fetch.get(
                 unit.endpoint, self.base_url + unit.path(), params=self.params(unit), headers=headers
             ) as answer:
-                if answer.status != 200:
-                    raise PollError(error_reason(answer), status=answer.status, retry_after=answer.retry_after)
+                raise_unless_ok(answer, vendor_words)
                 answered = True
                 samples, ended = self.parse(unit, answer.json(), now, result)
         except PollError as error:

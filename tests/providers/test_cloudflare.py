@@ -8,7 +8,7 @@ from typing import Any
 from aiohttp import web
 
 from exporter.demo.cloudflare import LIMIT_REQUESTS, CloudflareSimulator
-from exporter.providers.base import PollResult
+from exporter.poll import PollResult
 from exporter.providers.cloudflare import Cloudflare, CloudflareSettings
 from tests.conftest import fixture_json
 

@@ -8,7 +8,7 @@ from typing import Any
 from aiohttp import web
 
 from exporter.demo.gcore import GcoreSimulator
-from exporter.providers.base import PollResult
+from exporter.poll import PollResult
 from exporter.providers.gcore import Gcore, GcoreSettings, newest_closed_bucket
 from tests.conftest import fixture_json
 
@@ -16,9 +16,7 @@ EXAMPLE_LAST_TS = 1640995610
 
 
 def provider(**keys: Any) -> Gcore:
-    settings = GcoreSettings.model_validate(
-        {"name": "g", "provider": "gcore", "api_key": "12$secret", **keys}
-    )
+    settings = GcoreSettings.model_validate({"name": "g", "provider": "gcore", "api_key": "12$secret", **keys})
     return Gcore(settings)
 
 
@@ -122,9 +120,7 @@ async def test_html_answer_counts_as_invalid_body(serve_app, fetcher) -> None:
 async def test_simulator_round_trip(serve_app, fetcher) -> None:
     simulator = GcoreSimulator(api_key="77$demo-key")
     base_url = await serve_app(simulator.app())
-    result = await provider(base_url=base_url, api_key="77$demo-key", stream_ids=[101]).poll(
-        fetcher, datetime.now(UTC)
-    )
+    result = await provider(base_url=base_url, api_key="77$demo-key", stream_ids=[101]).poll(fetcher, datetime.now(UTC))
     assert result.ok, result.failures
     [sample] = result.samples["101"]
     assert sample.value > 0

@@ -12,7 +12,7 @@ import pytest
 from aiohttp import web
 
 from exporter.demo.lls import PATH, LlsSimulator, expected_signature, string_to_sign
-from exporter.providers.base import PollResult
+from exporter.poll import WHOLE_SOURCE, PollResult, ShardView
 from exporter.providers.lls import Lls, LlsSettings, Query, parse_sfd_time, sign_v2, signed_uri
 from tests.conftest import fixture_json
 
@@ -30,7 +30,7 @@ EXAMPLE_NEWEST = datetime(2025, 5, 18, 17, 30, tzinfo=UTC).timestamp()
 RANGE_EXAMPLE_NEWEST = datetime(2025, 5, 18, 17, 55, tzinfo=UTC).timestamp()
 
 
-def provider(**keys: Any) -> Lls:
+def provider(shard: ShardView = WHOLE_SOURCE, **keys: Any) -> Lls:
     settings = LlsSettings.model_validate(
         {
             "name": "l",
@@ -41,7 +41,7 @@ def provider(**keys: Any) -> Lls:
             **keys,
         }
     )
-    return Lls(settings)
+    return Lls(settings, shard)
 
 
 def labels_and_values(samples: list) -> list[tuple[dict[str, str], float]]:
@@ -176,8 +176,7 @@ def test_one_unit_per_stream_and_protocol() -> None:
 
 
 def test_sharding_polls_only_the_owned_units() -> None:
-    lls = provider(streams=["main", "backstage"])
-    lls.owns_unit = lambda unit: "backstage" in unit
+    lls = provider(ShardView(owns_unit=lambda unit: "backstage" in unit), streams=["main", "backstage"])
     assert lls.active_units() == ["stream=backstage"]
 
 

@@ -16,7 +16,7 @@ from aiohttp import web
 
 from exporter.config import ConfigError, parse_config
 from exporter.demo.naver import PATH, NaverSimulator
-from exporter.providers.base import PollResult
+from exporter.poll import PollResult
 from exporter.providers.naver import Naver, NaverSettings, log_date_to_unix
 from tests.conftest import FIXTURES, fixture_json
 
@@ -113,12 +113,12 @@ def test_an_empty_result_list_is_a_success_that_publishes_nothing() -> None:
         ({"code": 500, "message": "server busy", "result": []}, "code 500: server busy", "200"),
         (
             {"code": 200, "message": "currentViewers (1m)", "result": None},
-            "code 200: currentViewers (1m) (no result list)",
+            "code 200: currentViewers (1m) (no result list or object)",
             "invalid_body",
         ),
         (
             {"code": 200, "message": "currentViewers (1m)"},
-            "code 200: currentViewers (1m) (no result list)",
+            "code 200: currentViewers (1m) (no result list or object)",
             "invalid_body",
         ),
         (

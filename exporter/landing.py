@@ -1,0 +1,183 @@
+"""The landing page: what a person opening the exporter in a browser wants to see at a glance.
+
+Each source's audience now (the sum of its viewer gauges, `livestream_concurrent_viewers` and
+`livestream_unique_viewers`, in its last good poll), a sparkline of the last hour, the credits it
+has left, its state and its last error. The hour is kept in memory (AudienceHistory, fed by the
+scheduler after every poll), so `--demo` shows something alive without Prometheus or Grafana.
+The page reloads itself every REFRESH_SECONDS. It never shows a secret: names, numbers, and
+last errors that the scheduler has already redacted.
+"""
+
+from __future__ import annotations
+
+import html
+from collections import deque
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING
+
+from exporter import __version__
+from exporter.demo.faults import FAULT_PATH
+from exporter.poll import PollResult
+
+if TYPE_CHECKING:
+    from exporter.scheduler import SourceRuntime
+
+VIEWER_FAMILIES = frozenset({"livestream_concurrent_viewers", "livestream_unique_viewers"})
+HISTORY_SECONDS = 3600.0
+REFRESH_SECONDS = 5
+SPARK_WIDTH, SPARK_HEIGHT = 120, 24
+
+
+@dataclass
+class SourceFigures:
+    """One source's audience and credits as its polls left them."""
+
+    audience: float | None = None
+    """Sum of the viewer gauges of the last good poll; None while there has been none (or the
+    vendor has no viewer gauge, as Cloudflare and Streams Charts)."""
+    credits_left: float | None = None
+    history: deque[tuple[float, float]] = field(default_factory=deque)
+    """(time, audience) of each good poll within the last HISTORY_SECONDS, oldest first."""
+
+
+class AudienceHistory:
+    """Per-source ring buffers of the last hour's audience; one entry per good poll."""
+
+    def __init__(self, window: float = HISTORY_SECONDS) -> None:
+        self.window = window
+        self._sources: dict[str, SourceFigures] = {}
+
+    def record(self, source: str, result: PollResult, now: float) -> None:
+        figures = self._sources.setdefault(source, SourceFigures())
+        if result.credits_remaining is not None:
+            figures.credits_left = result.credits_remaining
+        viewers = [
+            sample.value for samples in result.samples.values() for sample in samples if sample.name in VIEWER_FAMILIES
+        ]
+        if not result.ok or not viewers:
+            return
+        figures.audience = sum(viewers)
+        figures.history.append((now, figures.audience))
+        while figures.history and figures.history[0][0] < now - self.window:
+            figures.history.popleft()
+
+    def figures(self, source: str) -> SourceFigures:
+        return self._sources.get(source) or SourceFigures()
+
+
+@dataclass(frozen=True)
+class LandingContext:
+    """What the page says about how the process runs, beyond its sources."""
+
+    exposed_address: str | None = None
+    """The listen address when it is every interface and no web config protects it, else None."""
+    simulators: dict[str, str] = field(default_factory=dict)
+    """--demo: each simulator's provider and base URL."""
+
+
+def exposed(listen_address: str, host: str | None, protected: bool) -> str | None:
+    """`listen_address` when it serves every interface without TLS or basic auth, else None."""
+    return listen_address if host in (None, "", "0.0.0.0", "::") and not protected else None
+
+
+def sparkline(points: Iterable[tuple[float, float]], now: float, window: float = HISTORY_SECONDS) -> str:
+    """The last hour as an inline SVG polyline: time left to right, the audience's own range bottom
+    to top (a flat line when it did not change)."""
+    points = list(points)
+    if not points:
+        return ""
+    low = min(value for _, value in points)
+    high = max(value for _, value in points)
+    span = (high - low) or 1.0
+    coords = " ".join(
+        f"{2 + (SPARK_WIDTH - 4) * max(0.0, 1 - (now - ts) / window):.1f},"
+        f"{SPARK_HEIGHT - 2 - (SPARK_HEIGHT - 4) * ((value - low) / span if high > low else 0.5):.1f}"
+        for ts, value in points
+    )
+    last_x, last_y = coords.rsplit(" ", 1)[-1].split(",")
+    label = f"last hour: {len(points)} poll{'s' if len(points) != 1 else ''}, between {low:,.0f} and {high:,.0f}"
+    return (
+        f'<svg class="spark" width="{SPARK_WIDTH}" height="{SPARK_HEIGHT}" '
+        f'viewBox="0 0 {SPARK_WIDTH} {SPARK_HEIGHT}" role="img" aria-label="{label}">'
+        f'<polyline fill="none" stroke="#1f77b4" stroke-width="1.5" points="{coords}"/>'
+        f'<circle cx="{last_x}" cy="{last_y}" r="2" fill="#1f77b4"/></svg>'
+    )
+
+
+def _when(ts: float | None) -> str:
+    if ts is None:
+        return "—"
+    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def _number(value: float | None, digits: int) -> str:
+    return "—" if value is None else f"{value:,.{digits}f}"
+
+
+def _row(runtime: SourceRuntime, figures: SourceFigures, now: float) -> str:
+    state = "pending" if runtime.polls == 0 else ("up" if runtime.up else "down")
+    name = html.escape(runtime.name)
+    cells = [
+        f"<td>{name}</td>",
+        f"<td>{html.escape(runtime.identity.provider)}</td>",
+        f'<td class="state {state}">{state}</td>',
+        f'<td class="num audience" data-source="{name}">{_number(figures.audience, 0)}</td>',
+        f"<td>{sparkline(figures.history, now)}</td>",
+        f'<td class="num credits" data-source="{name}">{_number(figures.credits_left, 1)}</td>',
+        f"<td>{runtime.interval:g}s</td>",
+        f"<td>{_when(runtime.last_success)}</td>",
+        f"<td>{_when(runtime.next_poll)}</td>",
+        f"<td>{html.escape(runtime.last_error or '')}</td>",
+    ]
+    return "<tr>" + "".join(cells) + "</tr>"
+
+
+def _banners(context: LandingContext) -> str:
+    parts = []
+    if context.exposed_address is not None:
+        parts.append(
+            '<p class="banner warn" id="listen-warning">Serving every interface '
+            f"(<code>{html.escape(context.exposed_address)}</code>) without <code>--web.config.file</code>: "
+            "anyone who can reach this port can read these figures. Listen on "
+            "<code>127.0.0.1:PORT</code>, or add TLS and basic auth.</p>"
+        )
+    if context.simulators:
+        items = "".join(
+            f"<li>{html.escape(provider)}: <code>{html.escape(url)}</code></li>"
+            for provider, url in sorted(context.simulators.items())
+        )
+        example = html.escape(next(iter(sorted(context.simulators.items())))[1] + FAULT_PATH)
+        parts.append(
+            '<div class="banner demo" id="demo-banner"><p><b>Demo mode</b>: every source polls a '
+            f"built-in simulator on loopback:</p><ul>{items}</ul>"
+            "<p>Make one fail, then clear it:<br><code>curl -X POST -d '{&quot;status&quot;: 503}' "
+            f"{example}</code><br><code>curl -X POST -d '{{}}' {example}</code></p></div>"
+        )
+    return "".join(parts)
+
+
+def render(
+    runtimes: Iterable[SourceRuntime],
+    history: AudienceHistory,
+    context: LandingContext,
+    telemetry_path: str,
+    now: float,
+) -> str:
+    rows = "".join(_row(runtime, history.figures(runtime.name), now) for runtime in runtimes)
+    return f"""<!DOCTYPE html>
+<html><head><meta charset="utf-8"><meta http-equiv="refresh" content="{REFRESH_SECONDS}">
+<title>livestream-exporter</title>
+<style>body{{font-family:sans-serif;margin:2em}}td,th{{padding:.3em .8em;text-align:left;white-space:nowrap}}
+tr:nth-child(even){{background:#f4f4f4}}.num{{text-align:right;font-variant-numeric:tabular-nums}}
+.up{{color:#2a7a2a}}.down{{color:#b22}}.banner{{padding:.5em 1em;border-radius:4px;margin:1em 0}}
+.warn{{background:#fde8e8;border:1px solid #b22}}.demo{{background:#e8f0fd;border:1px solid #1f77b4}}</style></head>
+<body><h1>livestream-exporter {html.escape(__version__)}</h1>
+{_banners(context)}
+<p><a href="{html.escape(telemetry_path)}">Metrics</a> · <a href="/-/healthy">Health</a> ·
+<a href="/-/ready">Readiness</a> · refreshes every {REFRESH_SECONDS} s · <span id="rendered">{_when(now)}</span></p>
+<table><tr><th>Source</th><th>Provider</th><th>State</th><th>Viewers now</th><th>Last hour</th>
+<th>Credits left</th><th>Interval</th><th>Last success</th><th>Next poll</th><th>Last error</th></tr>
+{rows}
+</table></body></html>"""
