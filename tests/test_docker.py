@@ -217,7 +217,7 @@ def test_installed_image_checks_a_config(installed: Path, tmp_path: Path) -> Non
         capture_output=True,
         text=True,
         timeout=60,
-        env=_env(installed, GCORE_API_KEY="123$abc"),
+        env=_env(installed, GCORE_API_KEY="123$abcdefgh"),
         cwd=tmp_path,
     )
     assert done.returncode == 0, done.stderr
