@@ -149,10 +149,18 @@ class Setup:
     simulators: RunningSimulators | None
     path: str | None = None
     demo_state_dir: str | None = None
+    shard_flags: tuple[str | None, str | None] = (None, None)
+    """`--shard` and `--total-shards` as given: they win over the config at every reload too."""
 
     def reread(self) -> Config:
         """The config as the file says now, with the running demo's sources added again."""
-        return combine(self.path, self.simulators, self.demo_state_dir)
+        config = combine(self.path, self.simulators, self.demo_state_dir)
+        global_ = config.global_
+        try:
+            shard, total = requested(*self.shard_flags, global_.shard, global_.total_shards, config.path)
+        except ShardError as error:
+            raise ConfigError([str(error)]) from None
+        return config.model_copy(update={"global_": global_.model_copy(update={"shard": shard, "total_shards": total})})
 
 
 def combine(path: str | None, running: RunningSimulators | None, demo_state_dir: str | None) -> Config:
@@ -222,14 +230,14 @@ class Exporter:
         async with self._reloading:
             try:
                 config = setup.reread()
+                self.redactor.replace(sorted({*self.redactor.known, *config.secret_values()}))
+                summary = await self.scheduler.reload(config)
             except ConfigError as error:
                 problems = [self.redactor(line) for line in error.lines]
                 for line in problems:
                     log.error("config not reloaded, keeping the running one", extra={"problem": line})
                 self.metrics.config_reload_ok.set(0)
                 return problems
-            self.redactor.replace(sorted({*self.redactor.known, *config.secret_values()}))
-            summary = await self.scheduler.reload(config)
             web_ok = self.security.refresh() if self.security is not None else True
             self.metrics.config_reload_ok.set(1 if web_ok else 0)
             log.info(
@@ -349,6 +357,7 @@ async def amain(args: argparse.Namespace, redactor: Redactor) -> int:
     try:
         try:
             setup.config = apply_sharding(setup.config, args)
+            setup.shard_flags = (args.shard, args.total_shards)
         except ShardError as error:
             print(str(error), file=sys.stderr)
             return 1

@@ -30,11 +30,11 @@ from pydantic import (
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from exporter.configfile import MAX_CONFIG_BYTES, MAX_SECRET_BYTES, FileProblem, decode_text, parse_yaml, read_bounded
+from exporter.fetch import DEFAULT_MAX_RESPONSE_BYTES
 from exporter.providers import providers
-from exporter.settings import Duration, NonEmpty, SourceSettings, StrictModel
+from exporter.settings import Duration, NonEmpty, SourceSettings, StrictModel, parse_size
 from exporter.sharding import AUTO, MAX_TOTAL_SHARDS, SHARD_HINT, TOTAL_HINT
 
-DEFAULT_MAX_RESPONSE_BYTES = 64 << 20
 MIN_RESPONSE_BYTES = 1 << 10
 MAX_RESPONSE_BYTES = 1 << 30
 
@@ -58,13 +58,20 @@ def _shard(value: Any) -> int | Literal["auto"]:
     raise ValueError(SHARD_HINT)
 
 
+def _response_limit(value: Any) -> int:
+    size = parse_size(value)
+    if not MIN_RESPONSE_BYTES <= size <= MAX_RESPONSE_BYTES:
+        raise ValueError("must be from 1KiB to 1GiB")
+    return size
+
+
 class GlobalSettings(StrictModel):
     timeout: Duration = 10.0
     stale_after: Duration = 300.0
     state_dir: NonEmpty = Field(default_factory=default_state_dir)
     total_shards: Annotated[int, PlainValidator(_total_shards)] = 1
     shard: Annotated[int | Literal["auto"], PlainValidator(_shard)] = 0
-    max_response_bytes: Annotated[int, Field(ge=MIN_RESPONSE_BYTES, le=MAX_RESPONSE_BYTES)] = DEFAULT_MAX_RESPONSE_BYTES
+    max_response_bytes: Annotated[int, PlainValidator(_response_limit)] = DEFAULT_MAX_RESPONSE_BYTES
 
     @field_validator("shard")
     @classmethod

@@ -9,19 +9,33 @@ Amounts are kept in hundredths of a credit (integers), so 0.2 + 0.2 + 0.2 is exa
 budget is reached exactly, not one float rounding early or late. The ledger round-trips through
 JSON (`export`/`restore`), so a restart neither forgets a first call (and charges it again) nor
 forgets what the last 30 days cost.
+
+A source following 10k streams books ~30M calls in 30 days, so calls are not kept one by one:
+they are summed per `BUCKET_SECONDS` of booking time, and a bucket's whole sum counts until its
+*latest* call is 30 days old. Each call is therefore counted at least as long as it really
+counts, never shorter (the budget frees at most one bucket late, never early, so the ledger can
+never allow overspending), and the ledger holds at most 30 days / BUCKET_SECONDS = 720 buckets.
+Buckets and first calls expire lazily from the front of time-ordered queues, and a running sum
+holds the spending, so `reserve` costs O(1) amortised however many calls were made.
 """
 
 from __future__ import annotations
 
 import math
+from collections import deque
 from dataclasses import dataclass
 from typing import Any
 
 PERIOD_SECONDS = 30 * 86400.0
+BUCKET_SECONDS = 3600.0
 
 
 def hundredths(credits: float) -> int:
     return round(credits * 100)
+
+
+def _is_time(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,21 +47,35 @@ class Price:
 
 
 @dataclass(eq=False, slots=True)
+class _Bucket:
+    """The calls booked within one BUCKET_SECONDS; they count until `last_at` + 30 days."""
+
+    index: int
+    last_at: float
+    cost: int = 0
+    counted: bool = True
+
+
+@dataclass(eq=False, slots=True)
 class Charge:
-    """One reserved call, kept so a call that got no answer can be given back."""
+    """One reserved call, kept by the caller so a call that got no answer can be given back."""
 
     key: str
     at: float
     cost: int
     opened_period: bool
-    previous_start: float | None
+    bucket: _Bucket
+    refunded: bool = False
 
 
 class CreditLedger:
     def __init__(self, budget: float | None = None) -> None:
         self.set_budget(budget)
         self.period_start: dict[str, float] = {}
-        self.charges: list[Charge] = []
+        self._openings: deque[tuple[float, str]] = deque()
+        """(period start, key) in booking order, to expire first calls without a scan."""
+        self._buckets: deque[_Bucket] = deque()
+        self._spent = 0
 
     def set_budget(self, budget: float | None) -> None:
         """Credits allowed per 30 days (None: no cap), rounded down to the hundredth."""
@@ -57,14 +85,22 @@ class CreditLedger:
         start = self.period_start.get(key)
         return price.first if start is None or now >= start + PERIOD_SECONDS else price.next
 
-    def _prune(self, now: float) -> None:
-        self.charges = [c for c in self.charges if c.at > now - PERIOD_SECONDS]
-        self.period_start = {k: t for k, t in self.period_start.items() if now < t + PERIOD_SECONDS}
+    def _expire(self, now: float) -> None:
+        buckets = self._buckets
+        while buckets and now >= buckets[0].last_at + PERIOD_SECONDS:
+            bucket = buckets.popleft()
+            bucket.counted = False
+            self._spent -= bucket.cost
+        openings = self._openings
+        while openings and now >= openings[0][0] + PERIOD_SECONDS:
+            start, key = openings.popleft()
+            if self.period_start.get(key) == start:
+                del self.period_start[key]
 
     def spent(self, now: float) -> int:
-        """Hundredths spent within the last 30 days."""
-        self._prune(now)
-        return sum(c.cost for c in self.charges)
+        """Hundredths spent within the last 30 days (at most one bucket's age too long)."""
+        self._expire(now)
+        return self._spent
 
     def remaining(self, now: float) -> float | None:
         """Credits left of the budget in the last 30 days, or None without a budget."""
@@ -74,21 +110,40 @@ class CreditLedger:
 
     def reserve(self, key: str, price: Price, now: float) -> Charge | None:
         """Book one call on `key` now, or None when it would take spending past the budget."""
-        self._prune(now)
+        self._expire(now)
         cost = self.price(key, price, now)
-        if self.budget is not None and self.spent(now) + cost > self.budget:
+        if self.budget is not None and self._spent + cost > self.budget:
             return None
-        opens = key not in self.period_start
-        charge = Charge(key, now, cost, opens, self.period_start.get(key))
+        start = self.period_start.get(key)
+        opens = start is None or now >= start + PERIOD_SECONDS
         if opens:
             self.period_start[key] = now
-        self.charges.append(charge)
-        return charge
+            self._openings.append((now, key))
+        bucket = self._bucket_at(now)
+        bucket.cost += cost
+        self._spent += cost
+        return Charge(key, now, cost, opens, bucket)
+
+    def _bucket_at(self, now: float) -> _Bucket:
+        """The newest bucket, or a new one when `now` is past it. A call booked while the clock
+        stands before the newest bucket joins that bucket: it then counts longer, never shorter."""
+        index = math.floor(now / BUCKET_SECONDS)
+        if self._buckets and self._buckets[-1].index >= index:
+            newest = self._buckets[-1]
+            newest.last_at = max(newest.last_at, now)
+            return newest
+        bucket = _Bucket(index, now)
+        self._buckets.append(bucket)
+        return bucket
 
     def refund(self, charge: Charge) -> None:
         """Take back a call the vendor did not answer (so it did not charge it either)."""
-        if charge in self.charges:
-            self.charges.remove(charge)
+        if charge.refunded:
+            return
+        charge.refunded = True
+        if charge.bucket.counted:
+            charge.bucket.cost -= charge.cost
+            self._spent -= charge.cost
         if charge.opened_period and self.period_start.get(charge.key) == charge.at:
             del self.period_start[charge.key]
 
@@ -99,32 +154,46 @@ class CreditLedger:
         if cost > self.budget:
             return None
         spent = self.spent(now)
-        for charge in sorted(self.charges, key=lambda c: c.at):
+        for bucket in self._buckets:
             if spent + cost <= self.budget:
                 break
-            spent -= charge.cost
-            now = charge.at + PERIOD_SECONDS
+            spent -= bucket.cost
+            now = bucket.last_at + PERIOD_SECONDS
         return now
 
     def export(self) -> dict[str, Any]:
+        """First calls that still decide a price, and the spending per bucket that still counts."""
         return {
             "periods": dict(self.period_start),
-            "charges": [[c.key, c.at, c.cost] for c in self.charges],
+            "spent": [[bucket.last_at, bucket.cost] for bucket in self._buckets if bucket.cost],
         }
 
     def restore(self, state: Any) -> None:
-        """Take back an exported ledger; malformed entries are dropped rather than trusted."""
+        """Take back an exported ledger; malformed entries are dropped rather than trusted.
+
+        Also reads the per-call `charges` list older versions saved (folded into buckets)."""
         if not isinstance(state, dict):
             return
         periods = state.get("periods")
         if isinstance(periods, dict):
-            self.period_start = {
-                str(k): float(t) for k, t in periods.items() if isinstance(t, int | float) and not isinstance(t, bool)
-            }
-        charges = state.get("charges")
-        if isinstance(charges, list):
-            self.charges = [
-                Charge(str(c[0]), float(c[1]), int(c[2]), False, None)
-                for c in charges
-                if isinstance(c, list) and len(c) == 3 and isinstance(c[1], int | float) and isinstance(c[2], int)
-            ]
+            self.period_start = {str(k): float(t) for k, t in periods.items() if _is_time(t)}
+            self._openings = deque(sorted((start, key) for key, start in self.period_start.items()))
+        spent = state.get("spent")
+        if not isinstance(spent, list):
+            charges = state.get("charges")
+            spent = [c[1:] for c in charges if isinstance(c, list) and len(c) == 3] if isinstance(charges, list) else []
+        self._buckets = deque()
+        self._spent = 0
+        for at, cost in sorted(
+            (float(entry[0]), entry[1])
+            for entry in spent
+            if isinstance(entry, list)
+            and len(entry) == 2
+            and _is_time(entry[0])
+            and isinstance(entry[1], int)
+            and not isinstance(entry[1], bool)
+            and entry[1] > 0
+        ):
+            bucket = self._bucket_at(at)
+            bucket.cost += cost
+            self._spent += cost

@@ -2,17 +2,21 @@
 
 Every request a provider makes goes through `SourceFetcher.get`, which waits for the source's
 rate budget, applies the configured timeout, and records `requests_total{endpoint,code}` and the
-duration. Transport failures become PollError with the contract's codes (`timeout`,
-`connect_error`); a body the provider cannot use is counted as `invalid_body`.
+duration. The body is read in chunks after decompression and given up past
+`global.max_response_bytes`. Transport failures become PollError with the contract's codes
+(`timeout`, `connect_error`, `too_large`); a body the provider cannot use is counted as
+`invalid_body`.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import math
+import re
 import time
 from collections.abc import AsyncIterator, Mapping
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
 from typing import Any, Protocol
@@ -20,12 +24,16 @@ from urllib.parse import urlsplit
 
 import aiohttp
 
+from exporter.backoff import MAX_RETRY_AFTER
 from exporter.poll import Answer, InvalidBody, PollError
 
 log = logging.getLogger(__name__)
 
 
 class Limiter(Protocol):
+    def delay(self) -> float:
+        """Seconds until one more request fits the budget (0 when it fits now)."""
+
     async def acquire(self) -> float:
         """Wait for a slot in the budget; returns the seconds waited."""
 
@@ -35,18 +43,29 @@ class RequestObserver(Protocol):
 
     def rate_limited(self) -> None: ...
 
+    def waiting(self, seconds: float) -> None:
+        """The source waits `seconds` for its rate budget or the vendor's `Retry-After`."""
+
+
+DELTA_SECONDS = re.compile(r"[0-9]{1,12}")
+"""ASCII digits only: `str.isdigit` also takes `²`, which `float` then refuses."""
+
 
 def parse_retry_after(value: str | None, now: float) -> float | None:
-    """`Retry-After` as seconds, from either delta-seconds or an HTTP date."""
+    """`Retry-After` as seconds, from either delta-seconds or an HTTP date, at most
+    `MAX_RETRY_AFTER`; an unreadable one is ignored (said at debug level)."""
     if not value:
         return None
     value = value.strip()
-    if value.isdigit():
-        return float(value)
-    try:
-        return max(0.0, parsedate_to_datetime(value).timestamp() - now)
-    except (TypeError, ValueError):
-        return None
+    if DELTA_SECONDS.fullmatch(value):
+        seconds = float(value)
+    else:
+        try:
+            seconds = parsedate_to_datetime(value).timestamp() - now
+        except (TypeError, ValueError, OverflowError, IndexError):
+            log.debug("unreadable Retry-After ignored", extra={"retry_after": value[:40]})
+            return None
+    return min(max(0.0, seconds), MAX_RETRY_AFTER)
 
 
 @dataclass
@@ -58,6 +77,8 @@ class HttpAnswer:
     def json(self) -> Any:
         try:
             return json.loads(self.body)
+        except RecursionError:
+            raise InvalidBody("answer is JSON nested too deep to read", status=self.status) from None
         except (UnicodeDecodeError, json.JSONDecodeError):
             content_type = self.headers.get("Content-Type", "unknown content type")
             raise InvalidBody(f"answer is not JSON ({content_type})", status=self.status) from None
@@ -65,6 +86,41 @@ class HttpAnswer:
     @property
     def retry_after(self) -> float | None:
         return parse_retry_after(self.headers.get("Retry-After"), time.time())
+
+
+@dataclass
+class RequestTally:
+    """What the requests of one poll got, for the caller to read when the poll returns (the
+    backoff tells "the vendor is down" from "one stream failed" by it)."""
+
+    answered: int = 0
+    """Requests that got a 2xx answer with a usable body."""
+
+
+DEFAULT_MAX_RESPONSE_BYTES = 64 * 1024 * 1024
+READ_CHUNK = 256 * 1024
+
+
+class AnswerTooLarge(Exception):
+    """The answer's body, after decompression, is larger than the configured limit."""
+
+
+async def read_capped(response: aiohttp.ClientResponse, limit: int) -> bytes:
+    """The body, read in chunks after decompression and given up as soon as it passes `limit`:
+    a gzip bomb, a 200 MB answer or an endless chunked one costs one chunk over the limit, not
+    the whole body."""
+    if (
+        response.content_length is not None
+        and response.content_length > limit
+        and "Content-Encoding" not in response.headers
+    ):
+        raise AnswerTooLarge
+    body = bytearray()
+    async for chunk in response.content.iter_chunked(READ_CHUNK):
+        body += chunk
+        if len(body) > limit:
+            raise AnswerTooLarge
+    return bytes(body)
 
 
 class SourceFetcher:
@@ -77,38 +133,63 @@ class SourceFetcher:
         observer: RequestObserver,
         limiter: Limiter | None = None,
         source: str = "",
+        max_wait: float = math.inf,
+        max_body: int = DEFAULT_MAX_RESPONSE_BYTES,
     ) -> None:
         self.session = session
         self.timeout = aiohttp.ClientTimeout(total=timeout)
         self.observer = observer
         self.limiter = limiter
         self.source = source
+        self.max_wait = max_wait
+        """The longest wait for the rate budget inside a poll (the source's interval): a longer
+        one fails the poll at once, with the wait as its `Retry-After`, rather than hold it."""
+        self.max_body = max_body
+        """`global.max_response_bytes`: the largest answer read, after decompression."""
 
-    @asynccontextmanager
-    async def get(
+    def for_poll(self) -> PollFetch:
+        """A fetcher for one poll, whose tally the caller reads once the poll returns."""
+        return PollFetch(self, RequestTally())
+
+    def get(
         self,
         endpoint: str,
         url: str,
         *,
         params: Mapping[str, str] | None = None,
         headers: Mapping[str, str] | None = None,
+    ) -> AbstractAsyncContextManager[Answer]:
+        return self.request(endpoint, url, params=params, headers=headers)
+
+    @asynccontextmanager
+    async def request(
+        self,
+        endpoint: str,
+        url: str,
+        *,
+        params: Mapping[str, str] | None = None,
+        headers: Mapping[str, str] | None = None,
+        tally: RequestTally | None = None,
     ) -> AsyncIterator[Answer]:
-        if self.limiter is not None and await self.limiter.acquire() > 0:
-            self.observer.rate_limited()
+        if self.limiter is not None:
+            await self._wait_for_budget(endpoint)
         started = time.perf_counter()
         try:
             async with self.session.get(
                 url, params=params, headers=headers, timeout=self.timeout, allow_redirects=False
             ) as response:
-                answer = HttpAnswer(response.status, response.headers, await response.read())
+                answer = HttpAnswer(response.status, response.headers, await read_capped(response, self.max_body))
         except TimeoutError:
             self._done(endpoint, url, params, headers, "timeout", time.perf_counter() - started)
             raise PollError(f"{endpoint}: no answer within {self.timeout.total:g}s", code="timeout") from None
+        except AnswerTooLarge:
+            self._done(endpoint, url, params, headers, "too_large", time.perf_counter() - started)
+            raise PollError(
+                f"{endpoint}: answer larger than global.max_response_bytes ({self.max_body} bytes)", code="too_large"
+            ) from None
         except aiohttp.ClientError as error:
             self._done(endpoint, url, params, headers, "connect_error", time.perf_counter() - started)
-            raise PollError(
-                f"{endpoint}: {type(error).__name__}: {_describe(error)}", code="connect_error"
-            ) from None
+            raise PollError(f"{endpoint}: {type(error).__name__}: {_describe(error)}", code="connect_error") from None
         elapsed = time.perf_counter() - started
         code = str(answer.status)
         try:
@@ -118,8 +199,24 @@ class SourceFetcher:
             raise
         finally:
             self._done(endpoint, url, params, headers, code, elapsed)
+            if tally is not None and code.startswith("2"):
+                tally.answered += 1
             if answer.status == 429:
                 self.observer.rate_limited()
+
+    async def _wait_for_budget(self, endpoint: str) -> None:
+        assert self.limiter is not None
+        wait = self.limiter.delay()
+        if wait > self.max_wait:
+            self.observer.rate_limited()
+            self.observer.waiting(wait)
+            raise PollError(
+                f"{endpoint}: rate budget: next request allowed in {wait:.0f}s", code="rate_limited", retry_after=wait
+            )
+        if wait > 0:
+            self.observer.waiting(wait)
+        if await self.limiter.acquire() > 0:
+            self.observer.rate_limited()
 
     def _done(
         self,
@@ -147,6 +244,24 @@ class SourceFetcher:
                     "seconds": round(seconds, 4),
                 },
             )
+
+
+@dataclass(frozen=True)
+class PollFetch:
+    """The `Fetcher` a provider gets for one poll: the source's fetcher, counting into `tally`."""
+
+    fetcher: SourceFetcher
+    tally: RequestTally
+
+    def get(
+        self,
+        endpoint: str,
+        url: str,
+        *,
+        params: Mapping[str, str] | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> AbstractAsyncContextManager[Answer]:
+        return self.fetcher.request(endpoint, url, params=params, headers=headers, tally=self.tally)
 
 
 def redact_url(url: str) -> str:

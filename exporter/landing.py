@@ -118,11 +118,12 @@ def _number(value: float | None, digits: int) -> str:
 
 def _row(runtime: SourceRuntime, figures: SourceFigures, now: float) -> str:
     state = "pending" if runtime.polls == 0 else ("up" if runtime.up else "down")
+    shown = f"{state}, rate limited" if runtime.is_rate_limited() else state
     name = html.escape(runtime.name)
     cells = [
         f"<td>{name}</td>",
         f"<td>{html.escape(runtime.identity.provider)}</td>",
-        f'<td class="state {state}">{state}</td>',
+        f'<td class="state {state}">{shown}</td>',
         f'<td class="num audience" data-source="{name}">{_number(figures.audience, 0)}</td>',
         f"<td>{sparkline(figures.history, now)}</td>",
         f'<td class="num credits" data-source="{name}">{_number(figures.credits_left, 1)}</td>',

@@ -10,8 +10,11 @@ exporter's own metrics are few and live in a prometheus_client registry.
 Counters built from vendor running totals follow one rule: per series, the highest value seen
 for each part (a day, a stream) is kept and the counter is their sum, so it never decreases when
 a vendor revises a part downwards or a part leaves the query window; the parts are saved in the
-state file so a restart continues where it stopped. A negative or NaN total is ignored: no
-counter can hold it, and OpenMetrics parsers reject the whole scrape over it.
+state file so a restart continues where it stopped. A negative, NaN or infinite total (or one that
+would take the sum to infinity) is ignored, from a vendor or a state file alike: no counter can
+hold it, and OpenMetrics parsers reject the whole scrape over it. Day parts old enough that no
+vendor asks for them again are folded into one part, and a unit that leaves the config takes its
+counters with it, so the state stays bounded however long the exporter runs.
 """
 
 from __future__ import annotations
@@ -20,10 +23,12 @@ import asyncio
 import contextlib
 import logging
 import math
+import re
 import struct
 import zlib
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disable_created_metrics
@@ -36,8 +41,11 @@ from exporter.poll import ALL_UNITS, Labels, PollResult, Sample
 
 log = logging.getLogger(__name__)
 
+log = logging.getLogger(__name__)
+
 TEXT_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 OPENMETRICS_CONTENT_TYPE = "application/openmetrics-text; version=1.0.0; charset=utf-8"
+
 
 def escape_label_value(value: str) -> str:
     return value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
@@ -75,6 +83,17 @@ class SourceIdentity:
 
 
 SeriesKey = tuple[str, Labels]
+CounterEntry = dict[str, Any]
+"""One counter as the state file holds it: {"name", "labels", "parts": {part: total}, "unit"}."""
+FOLDED_PART = "folded"
+"""The part holding the sum of day parts that can no longer change."""
+FOLD_AFTER_DAYS = 33
+"""A day part (`2024-07-01`) this many days older than the source's newest day can no longer
+change: no vendor asks further back (Cloudflare catches up at most 31 days, then yesterday), so it
+is added into FOLDED_PART and a later sample for that day is ignored (it is already counted there).
+Measured from the newest day the vendor reported (a day past tomorrow counts as tomorrow), not
+from the local clock, so a skewed clock never drops a day that can still change."""
+_DAY_PART = re.compile(r"\d{4}-\d{2}-\d{2}")
 SLICE = 250
 """Units (or rendered lines) handled between two hand-backs to the event loop: a few ms each."""
 _Unit = tuple[Any, ...]
@@ -90,7 +109,12 @@ do both."""
 class _SourceState:
     identity: SourceIdentity
     units: dict[str, _Unit] = field(default_factory=dict)
-    counter_parts: dict[SeriesKey, dict[str, float]] = field(default_factory=dict)
+    counters: dict[SeriesKey, CounterEntry] = field(default_factory=dict)
+    """Entries are replaced, never changed in place, so the list `counter_state` hands to the state
+    writer thread stays a consistent snapshot while polls go on."""
+    newest_day: str = ""
+    folded_before: str = ""
+    """Day parts before this day have been folded into FOLDED_PART."""
     chunks: dict[str, bytes] = field(default_factory=dict)
     oldest: float = math.inf
     """When the least recently updated unit was updated, so staleness is checked per source."""
@@ -99,18 +123,17 @@ class _SourceState:
         identity = self.identity
         self._head = f'source="{escape_label_value(identity.name)}",provider="{escape_label_value(identity.provider)}"'
         self._constant = tuple(
-            (name, escape_label_value(value))
-            for name, value in identity.labels
-            if name not in ("source", "provider")
+            (name, escape_label_value(value)) for name, value in identity.labels if name not in ("source", "provider")
         )
 
     def series_line(self, name: str, labels: Labels, value: float) -> bytes:
-        """`name{labels} value\\n`, labels escaped for both exposition formats."""
+        """`name{labels} value\\n`, labels escaped for both exposition formats. A lone surrogate
+        (a vendor's title cut inside an emoji) becomes `?` so the rest still publishes."""
         parts = [self._head, *(f'{label}="{escape_label_value(text)}"' for label, text in labels)]
         if self._constant:
             own = {label for label, _ in labels}
             parts.extend(f'{label}="{text}"' for label, text in self._constant if label not in own)
-        return f"{name}{{{','.join(parts)}}} {format_value(value)}\n".encode()
+        return f"{name}{{{','.join(parts)}}} {format_value(value)}\n".encode(errors="replace")
 
 
 class AudienceStore:
@@ -137,11 +160,21 @@ class AudienceStore:
         self.version = 0
 
     def add_source(self, identity: SourceIdentity, counter_state: dict[str, Any] | None = None) -> None:
+        """Register a source, continuing its counters from `counter_state` (see `counter_state`);
+        an entry no counter can hold is left out with one warning line, never served."""
         state = _SourceState(identity)
-        if counter_state:
-            for entry in counter_state.get("counters", []):
-                key = (entry["name"], tuple((k, v) for k, v in entry["labels"]))
-                state.counter_parts[key] = {str(p): float(v) for p, v in entry["parts"].items()}
+        entries = counter_state.get("counters") if isinstance(counter_state, dict) else None
+        if isinstance(entries, list):
+            for entry in entries:
+                restored = restored_counter(entry)
+                if restored is not None:
+                    state.counters[(restored["name"], restored["labels"])] = restored
+                    state.newest_day = max([state.newest_day, *filter(_DAY_PART.fullmatch, restored["parts"])])
+            if len(state.counters) < len(entries):
+                log.warning(
+                    "state file: counters that are not valid were left out",
+                    extra={"source": identity.name, "left_out": len(entries) - len(state.counters)},
+                )
         self._sources[identity.name] = state
 
     def remove_source(self, name: str) -> None:
@@ -171,17 +204,13 @@ class AudienceStore:
                     await asyncio.sleep(0)
 
     def counter_state(self, source: str) -> dict[str, Any]:
-        """What must survive a restart for this source's counters, as JSON-able data."""
-        state = self._sources[source]
-        return {
-            "counters": [
-                {"name": name, "labels": [list(pair) for pair in labels], "parts": parts}
-                for (name, labels), parts in state.counter_parts.items()
-            ]
-        }
+        """What must survive a restart for this source's counters, as JSON-able data: a snapshot
+        that later polls never change (entries are replaced, not edited), cheap to take."""
+        return {"counters": list(self._sources[source].counters.values())}
 
     def counter_value(self, source: str, name: str, labels: Labels) -> float:
-        return sum(self._sources[source].counter_parts.get((name, labels), {}).values())
+        entry = self._sources[source].counters.get((name, labels))
+        return sum(entry["parts"].values()) if entry else 0.0
 
     def _render_unit(self, state: _SourceState, samples: list[Sample], now: float, result: PollResult) -> _Unit:
         """A sample of a family `exporter.families` does not declare is a provider bug: it is
@@ -194,10 +223,10 @@ class AudienceStore:
                 log.debug("undeclared metric family rejected", extra={"source": state.identity.name, "family": name})
                 continue
             if name in self._counters:
-                parts = state.counter_parts.get((name, sample.labels))
-                if parts is None:
+                entry = state.counters.get((name, sample.labels))
+                if entry is None:
                     continue
-                value = sum(parts.values())
+                value = sum(entry["parts"].values())
             rendered += (name, state.series_line(name, sample.labels, value))
         return tuple(rendered)
 
@@ -208,13 +237,17 @@ class AudienceStore:
             kept = dict(previous)
         else:
             kept = {key: previous[key] for key in result.failures if key in previous}
-        for count, samples in enumerate(result.samples.values(), 1):
+        fold_before = _fold_horizon(state.newest_day, now)
+        if fold_before > state.folded_before:
+            yield from _fold_steps(state, fold_before)
+        for count, (unit, samples) in enumerate(result.samples.items(), 1):
             for sample in samples:
-                if sample.name in self._counters and sample.value >= 0:
-                    parts = state.counter_parts.setdefault((sample.name, sample.labels), {})
-                    parts[sample.part] = max(parts.get(sample.part, sample.value), sample.value)
+                if sample.name in self._counters:
+                    _count(state, unit, sample)
             if count % SLICE == 0:
                 yield
+        if ALL_UNITS not in result.failures:
+            yield from _forget_steps(state, result)
         for count, (key, samples) in enumerate(result.samples.items(), 1):
             kept[key] = self._render_unit(state, samples, now, result)
             if count % SLICE == 0:
@@ -270,6 +303,98 @@ class AudienceStore:
         return b"".join(self.pieces(openmetrics))
 
 
+def restored_counter(entry: Any) -> CounterEntry | None:
+    """A counter entry from a state file as the store keeps it, or None when no counter can hold it
+    (a part that is not a finite number >= 0, a sum that is infinite, a malformed name or label)."""
+    if not isinstance(entry, dict):
+        return None
+    name, labels, parts, unit = entry.get("name"), entry.get("labels"), entry.get("parts"), entry.get("unit")
+    if not isinstance(name, str) or not isinstance(labels, list | tuple) or not isinstance(parts, dict):
+        return None
+    if unit is not None and not isinstance(unit, str):
+        return None
+    if not all(
+        isinstance(pair, list | tuple) and len(pair) == 2 and all(isinstance(t, str) for t in pair) for pair in labels
+    ):
+        return None
+    if not all(
+        isinstance(part, str)
+        and isinstance(total, int | float)
+        and not isinstance(total, bool)
+        and 0 <= total < math.inf
+        for part, total in parts.items()
+    ):
+        return None
+    totals = {part: float(total) for part, total in parts.items()}
+    if not math.isfinite(sum(totals.values())):
+        return None
+    return {"name": name, "labels": tuple((k, v) for k, v in labels), "parts": totals, "unit": unit}
+
+
+def _fold_horizon(newest_day: str, now: float) -> str:
+    """The day before which day parts can no longer change (see FOLD_AFTER_DAYS), or ""."""
+    tomorrow = datetime.fromtimestamp(now, UTC).date() + timedelta(days=1)
+    try:
+        newest = min(datetime.strptime(newest_day, "%Y-%m-%d").date(), tomorrow) if newest_day else None
+    except ValueError:
+        return ""
+    return (newest - timedelta(days=FOLD_AFTER_DAYS)).isoformat() if newest else ""
+
+
+def _count(state: _SourceState, unit: str, sample: Sample) -> None:
+    """Keep the highest total seen for the sample's part (see the module docstring)."""
+    value, part = sample.value, sample.part
+    if not 0 <= value < math.inf:
+        return
+    if _DAY_PART.fullmatch(part):
+        if part < state.folded_before:
+            return
+        state.newest_day = max(state.newest_day, part)
+    key = (sample.name, sample.labels)
+    entry = state.counters.get(key)
+    if entry is None:
+        parts = {part: value}
+    else:
+        seen = entry["parts"].get(part)
+        if seen is not None and seen >= value and entry["unit"] == unit:
+            return
+        parts = {**entry["parts"], part: value if seen is None else max(seen, value)}
+        if not math.isfinite(sum(parts.values())):
+            return
+    state.counters[key] = {"name": sample.name, "labels": sample.labels, "parts": parts, "unit": unit}
+
+
+def _fold_steps(state: _SourceState, fold_before: str) -> Iterator[None]:
+    """Add the day parts older than `fold_before` into FOLDED_PART, order kept so the sum is the same."""
+    for count, (key, entry) in enumerate(list(state.counters.items()), 1):
+        old = [part for part in entry["parts"] if part < fold_before and _DAY_PART.fullmatch(part)]
+        if old:
+            parts = entry["parts"]
+            folded = parts.get(FOLDED_PART, 0.0)
+            for part in old:
+                folded += parts[part]
+            kept = {part: total for part, total in parts.items() if part != FOLDED_PART and part not in old}
+            state.counters[key] = {**entry, "parts": {FOLDED_PART: folded, **kept}}
+        if count % SLICE == 0:
+            yield
+    state.folded_before = fold_before
+
+
+def _forget_steps(state: _SourceState, result: PollResult) -> Iterator[None]:
+    """Drop the counters of units the poll no longer covers (they left the config or this shard).
+    Counters saved before units were recorded go once a poll without failures did not report them."""
+    covered = result.samples.keys() | result.failures.keys()
+    gone = []
+    for count, (key, entry) in enumerate(list(state.counters.items()), 1):
+        unit = entry["unit"]
+        if (unit is None and result.ok) or (unit is not None and unit not in covered):
+            gone.append(key)
+        if count % SLICE == 0:
+            yield
+    for key in gone:
+        state.counters.pop(key, None)
+
+
 class ExporterMetrics:
     """The exporter's own metrics, created at 0 so rates and alerts work before any failure."""
 
@@ -285,8 +410,7 @@ class ExporterMetrics:
         )
         self.requests = Counter(
             "livestream_exporter_requests",
-            "Vendor API requests by endpoint and result code (HTTP status, timeout, connect_error, "
-            "invalid_body).",
+            "Vendor API requests by endpoint and result code (HTTP status, timeout, connect_error, invalid_body).",
             [*src, "endpoint", "code"],
             registry=self.registry,
         )
@@ -318,6 +442,18 @@ class ExporterMetrics:
         self.rate_limited = Counter(
             "livestream_exporter_rate_limited",
             "429 answers and self-imposed waits for a rate budget.",
+            src,
+            registry=self.registry,
+        )
+        self.source_rate_limited = Gauge(
+            "livestream_exporter_source_rate_limited",
+            "1 while the source waits for a vendor's Retry-After or its own rate budget, else 0.",
+            src,
+            registry=self.registry,
+        )
+        self.polls_skipped = Counter(
+            "livestream_exporter_polls_skipped",
+            "Polls not started because the previous one was still running.",
             src,
             registry=self.registry,
         )
@@ -370,10 +506,13 @@ class ExporterMetrics:
         self.build_info.labels(version, python_version).set(1)
         self.config_reload_ok.set(1)
 
-    def add_source(self, source: str, provider: str, interval: float) -> None:
+    def add_source(
+        self, source: str, provider: str, interval: float, rate_limited: Callable[[], bool] = lambda: False
+    ) -> None:
         self.source_up.labels(source, provider).set(0)
         self.poll_interval.labels(source, provider).set(interval)
-        for counter in (self.rate_limited, self.rejected_points):
+        self.source_rate_limited.labels(source, provider).set_function(lambda: 1 if rate_limited() else 0)
+        for counter in (self.rate_limited, self.rejected_points, self.polls_skipped):
             counter.labels(source, provider)
         self.request_duration.labels(source, provider)
 
@@ -385,6 +524,8 @@ class ExporterMetrics:
             self.newest_sample,
             self.poll_interval,
             self.rate_limited,
+            self.source_rate_limited,
+            self.polls_skipped,
             self.credits_spent,
             self.credits_remaining,
             self.rejected_points,

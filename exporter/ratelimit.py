@@ -12,6 +12,7 @@ import time
 from collections import deque
 from collections.abc import Awaitable, Callable
 
+from exporter.backoff import MAX_RETRY_AFTER
 from exporter.poll import RateLimit
 
 
@@ -53,5 +54,6 @@ class SlidingWindowLimiter:
         return waited
 
     def pause(self, seconds: float) -> None:
-        """Hold every request on this key for `seconds` (the vendor answered 429)."""
-        self._paused_until = max(self._paused_until, self._clock() + seconds)
+        """Hold every request on this key for `seconds` (the vendor answered 429), at most
+        `MAX_RETRY_AFTER`."""
+        self._paused_until = max(self._paused_until, self._clock() + min(seconds, MAX_RETRY_AFTER))

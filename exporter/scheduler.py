@@ -23,12 +23,13 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 import aiohttp
+from apscheduler.events import EVENT_JOB_MAX_INSTANCES, JobSubmissionEvent
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from exporter import __version__
 from exporter.backoff import DEFAULT_POLICY, BackoffPolicy, Retry
-from exporter.config import Config
-from exporter.fetch import SourceFetcher
+from exporter.config import Config, ConfigError
+from exporter.fetch import RequestTally, SourceFetcher
 from exporter.landing import AudienceHistory
 from exporter.metrics import AudienceStore, ExporterMetrics, SourceIdentity
 from exporter.poll import ALL_UNITS, WHOLE_SOURCE, PollError, PollResult, ShardView
@@ -36,7 +37,7 @@ from exporter.providers import providers
 from exporter.providers.base import Provider
 from exporter.ratelimit import SlidingWindowLimiter
 from exporter.settings import SourceSettings
-from exporter.sharding import Shard, resolve
+from exporter.sharding import Shard, ShardError, resolve
 from exporter.state import StateFiles
 
 log = logging.getLogger(__name__)
@@ -62,9 +63,9 @@ class SourceRuntime:
     up: bool = False
     failures: int = 0
     """Consecutive failed polls in which no request got a good answer (the backoff grows with it)."""
-    answered: int = 0
-    """Requests of the current poll that got a 2xx answer with a usable body."""
     retry: Retry | None = None
+    rate_limited_until: float = 0.0
+    """Wall-clock time until which the source waits for a `Retry-After` or its rate budget."""
     logged_failure: frozenset[str] | None = None
     task: asyncio.Task[bool] | None = field(default=None, repr=False)
     retired: bool = False
@@ -77,11 +78,16 @@ class SourceRuntime:
         labels = (self.name, self.identity.provider)
         self.metrics.requests.labels(*labels, endpoint, code).inc()
         self.metrics.request_duration.labels(*labels).observe(seconds)
-        if code.startswith("2"):
-            self.answered += 1
 
     def rate_limited(self) -> None:
         self.metrics.rate_limited.labels(self.name, self.identity.provider).inc()
+
+    def waiting(self, seconds: float) -> None:
+        self.rate_limited_until = max(self.rate_limited_until, time.time() + seconds)
+
+    def is_rate_limited(self) -> bool:
+        """True while the source waits for a vendor's `Retry-After` or its own rate budget."""
+        return time.time() < self.rate_limited_until
 
 
 def jitter_for(interval: float) -> float:
@@ -110,6 +116,13 @@ def describe_failures(failures: dict[str, PollError]) -> str:
         more = f" and {len(named) - 3} more" if len(named) > 3 else ""
         parts.append(f"{', '.join(named[:3])}{more}: {reason}")
     return "; ".join(parts)
+
+
+def internal_error(error: Exception) -> PollError:
+    """A bug or an answer our code cannot take, as a failed poll: a short reason for the one log
+    line (the traceback is logged at debug level)."""
+    text = str(error).splitlines()[0][:200] if str(error) else ""
+    return PollError(f"internal error: {type(error).__name__}{': ' + text if text else ''}")
 
 
 @dataclass
@@ -193,6 +206,9 @@ class Scheduler:
         )
         for runtime in self.sources.values():
             self._open_source(runtime)
+        self._note_shard()
+
+    def _note_shard(self) -> None:
         self.metrics.shard_ordinal.set(self.shard.ordinal)
         self.metrics.total_shards.set(self.shard.total)
         if self.shard.sharded:
@@ -209,12 +225,18 @@ class Scheduler:
     def _open_source(self, runtime: SourceRuntime) -> None:
         assert self.session is not None, "open() first"
         runtime.fetcher = SourceFetcher(
-            self.session, self.config.global_.timeout, runtime, self._limiter(runtime.provider), source=runtime.name
+            self.session,
+            self.config.global_.timeout,
+            runtime,
+            self._limiter(runtime.provider),
+            source=runtime.name,
+            max_wait=runtime.interval,
+            max_body=self.config.global_.max_response_bytes,
         )
         saved = self.state.load(runtime.name)
         self.store.add_source(runtime.identity, saved)
         runtime.provider.restore_state(saved.get("provider"))
-        self.metrics.add_source(runtime.name, runtime.identity.provider, runtime.interval)
+        self.metrics.add_source(runtime.name, runtime.identity.provider, runtime.interval, runtime.is_rate_limited)
         if runtime.provider.spends_credits:
             self.metrics.credits_spent.labels(runtime.name, runtime.identity.provider)
         self._note_units(runtime)
@@ -223,9 +245,17 @@ class Scheduler:
         """Schedule every source; the first poll of each runs now (`paused`: none runs until
         resumed, for tests that drive polls by hand and read the schedule)."""
         self._aps = AsyncIOScheduler(timezone=UTC)
+        self._aps.add_listener(self._count_skipped, EVENT_JOB_MAX_INSTANCES)
         for runtime in self.sources.values():
             self._schedule(runtime)
         self._aps.start(paused=paused)
+
+    def _count_skipped(self, event: JobSubmissionEvent) -> None:
+        """A poll came due while the previous one still ran (`max_instances=1`), so none ran."""
+        runtime = self.sources.get(event.job_id)
+        if runtime is not None:
+            self.metrics.polls_skipped.labels(runtime.name, runtime.identity.provider).inc()
+            log.debug("poll skipped: the previous one still runs", extra={"source": runtime.name})
 
     def _schedule(self, runtime: SourceRuntime) -> None:
         assert self._aps is not None
@@ -244,13 +274,14 @@ class Scheduler:
 
     async def close(self) -> None:
         """Stop polling: in-flight polls are cancelled (their requests with them), then the
-        session's connections are closed."""
+        session's connections are closed and the state files still queued are written."""
         self._closing = True
         await self._cancel_polls(list(self.sources.values()))
         if self._aps is not None and self._aps.running:
             self._aps.shutdown(wait=False)
         if self.session is not None:
             await self.session.close()
+        await asyncio.to_thread(self.state.close)
 
     async def _cancel_polls(self, runtimes: list[SourceRuntime]) -> None:
         tasks = [r.task for r in runtimes if r.task is not None and r.task is not asyncio.current_task()]
@@ -261,21 +292,32 @@ class Scheduler:
     async def reload(self, config: Config) -> ReloadSummary:
         """Switch to a new, already validated config. A source whose settings are equal keeps
         its runtime (state, counters, schedule); a changed one is removed and added afresh (its
-        audience counters continue from the state file); global settings apply to all."""
+        audience counters continue from the state file); global settings apply to all. A new
+        shard or shard count restarts every source with its new share of units and budgets; one
+        this host cannot take (`auto` without an ordinal in range) refuses the whole reload."""
+        try:
+            shard = resolve(config.global_.shard, config.global_.total_shards)
+        except ShardError as error:
+            raise ConfigError([str(error)]) from None
+        resharded = shard != self.shard
         summary = ReloadSummary()
         wanted = {settings.name: settings for settings in config.sources}
         for name, runtime in list(self.sources.items()):
             if name not in wanted:
                 summary.removed.append(name)
-            elif runtime.settings != wanted[name]:
+            elif resharded or runtime.settings != wanted[name]:
                 summary.restarted.append(name)
             else:
                 summary.unchanged.append(name)
                 continue
             await self._retire(runtime)
         self.config = config
+        if resharded:
+            self.shard = shard
+            self._limiters = {}
         self.store.stale_after = config.global_.stale_after
         if config.global_.state_dir != str(self.state.directory):
+            await asyncio.to_thread(self.state.close)
             self.state = StateFiles(config.global_.state_dir)
         kept = self.sources
         self.sources = {}
@@ -298,8 +340,11 @@ class Scheduler:
                 self.sources[name] = runtime
                 if runtime.fetcher is not None:
                     runtime.fetcher.timeout = aiohttp.ClientTimeout(total=config.global_.timeout)
+                    runtime.fetcher.max_body = config.global_.max_response_bytes
         used = {(r.provider.name, r.provider.rate_limit_key()) for r in self.sources.values()}
         self._limiters = {key: limiter for key, limiter in self._limiters.items() if key in used}
+        if resharded:
+            self._note_shard()
         return summary
 
     async def _retire(self, runtime: SourceRuntime) -> None:
@@ -323,22 +368,18 @@ class Scheduler:
         assert runtime.fetcher is not None, "open() first"
         labels = (runtime.name, runtime.identity.provider)
         runtime.task = asyncio.current_task()  # type: ignore[assignment]
-        runtime.answered = 0
         try:
-            result = await runtime.provider.poll(runtime.fetcher, datetime.now(UTC))
-        except PollError as error:
-            result = PollResult(failures={ALL_UNITS: error})
+            result, tally, now = await self._poll_and_apply(runtime)
         except asyncio.CancelledError:
             if self._closing or runtime.retired:
                 return False
             raise
         except Exception as error:
-            log.exception("provider failed unexpectedly", extra={"source": name})
-            result = PollResult(failures={ALL_UNITS: PollError(f"internal error: {type(error).__name__}")})
+            log.debug("poll raised", exc_info=True, extra={"source": name})
+            result, tally, now = PollResult(failures={ALL_UNITS: internal_error(error)}), RequestTally(), time.time()
+            await self.store.apply_sliced(name, result, now)
         finally:
             runtime.task = None
-        now = time.time()
-        await self.store.apply_sliced(name, result, now)
         self.history.record(name, result, now)
         self._pause_if_rate_limited(runtime, result)
         if result.rejected_points:
@@ -352,7 +393,7 @@ class Scheduler:
         self.metrics.source_up.labels(*labels).set(1 if result.ok else 0)
         self._note_units(runtime)
         runtime.up = result.ok
-        runtime.failures = runtime.failures + 1 if not result.ok and runtime.answered == 0 else 0
+        runtime.failures = runtime.failures + 1 if not result.ok and tally.answered == 0 else 0
         retry = self._plan_retry(runtime, result)
         if result.ok:
             if runtime.last_error is not None:
@@ -367,6 +408,19 @@ class Scheduler:
         self._note_next_poll(runtime)
         runtime.polls += 1
         return result.ok
+
+    async def _poll_and_apply(self, runtime: SourceRuntime) -> tuple[PollResult, RequestTally, float]:
+        """The failure boundary's inside: a PollError is the vendor's failure, anything else
+        (raised by the provider or while applying its answer) propagates to `poll`."""
+        assert runtime.fetcher is not None, "open() first"
+        fetch = runtime.fetcher.for_poll()
+        try:
+            result = await runtime.provider.poll(fetch, datetime.now(UTC))
+        except PollError as error:
+            result = PollResult(failures={ALL_UNITS: error})
+        now = time.time()
+        await self.store.apply_sliced(runtime.name, result, now)
+        return result, fetch.tally, now
 
     def _pause_if_rate_limited(self, runtime: SourceRuntime, result: PollResult) -> None:
         """A 429 pauses every source on the same credential: for the vendor's Retry-After, or
@@ -384,6 +438,8 @@ class Scheduler:
         """Move the next poll as the backoff policy says; None keeps the normal schedule."""
         retry = self.backoff.next_try(runtime.interval, result, runtime.failures)
         runtime.retry = retry
+        if retry is not None and retry.why == "Retry-After":
+            runtime.waiting(retry.delay)
         job = self._aps.get_job(runtime.name) if self._aps is not None else None
         if job is not None and retry is not None:
             job.modify(next_run_time=datetime.now(UTC) + timedelta(seconds=retry.delay))

@@ -22,9 +22,12 @@ from pydantic import (
     AfterValidator,
     BaseModel,
     BeforeValidator,
+    ByteSize,
     ConfigDict,
     Field,
     SecretStr,
+    TypeAdapter,
+    ValidationError,
     ValidationInfo,
     field_validator,
 )
@@ -56,6 +59,22 @@ def parse_duration(value: Any) -> float:
         if match and value.strip():
             return sum(float(n) * _UNIT_SECONDS[unit] for unit, n in match.groupdict().items() if n)
     raise ValueError(DURATION_HINT)
+
+
+SIZE_HINT = "must be a size such as 64MiB, or a whole number of bytes"
+_BYTE_SIZE = TypeAdapter(ByteSize)
+
+
+def parse_size(value: Any) -> int:
+    """`64MiB`, `500kB` or a whole number of bytes (the key's name says bytes) to bytes."""
+    if type(value) is int:
+        return value
+    if isinstance(value, str):
+        try:
+            return int(_BYTE_SIZE.validate_python(value))
+        except ValidationError:
+            pass
+    raise ValueError(SIZE_HINT)
 
 
 def format_duration(seconds: float) -> str:

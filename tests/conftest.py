@@ -132,12 +132,16 @@ class RecordingObserver:
     def __init__(self) -> None:
         self.requests: list[tuple[str, str]] = []
         self.rate_limited_count = 0
+        self.waits: list[float] = []
 
     def request_done(self, endpoint: str, code: str, seconds: float) -> None:
         self.requests.append((endpoint, code))
 
     def rate_limited(self) -> None:
         self.rate_limited_count += 1
+
+    def waiting(self, seconds: float) -> None:
+        self.waits.append(seconds)
 
 
 @pytest.fixture

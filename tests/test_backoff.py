@@ -1,5 +1,6 @@
-"""Backoff policy: capped exponential growth with jitter, Retry-After as a floor, slow pace for
-rejected credentials, and the normal schedule when part of a poll answered."""
+"""Backoff policy: one interval, then two (never faster than the schedule, never slower than two
+intervals, however long the outage), Retry-After as a floor, a slow pace for rejected
+credentials, and the normal schedule when part of a poll answered."""
 
 from __future__ import annotations
 
@@ -15,30 +16,33 @@ def failed(*errors: PollError) -> PollResult:
     return PollResult(failures={f"u{i}": error for i, error in enumerate(errors)})
 
 
-def test_delay_doubles_from_base_up_to_the_cap() -> None:
-    assert [EXACT.delay(60, n) for n in range(1, 9)] == [5, 10, 20, 40, 80, 160, 300, 300]
+def test_the_first_retry_keeps_the_schedule_and_later_ones_wait_two_intervals() -> None:
+    assert [EXACT.delay(60, n) for n in range(1, 6)] == [60, 120, 120, 120, 120]
 
 
-def test_short_intervals_start_at_the_interval_and_cap_at_ten_intervals() -> None:
-    assert [EXACT.delay(1, n) for n in range(1, 7)] == [1, 2, 4, 8, 10, 10]
-
-
-def test_cap_is_never_faster_than_the_source_interval() -> None:
-    assert EXACT.cap(900) == 900
-    assert EXACT.delay(900, 20) == 900
-
-
-@pytest.mark.parametrize("draw", [0.8, 1.2])
-def test_jitter_spreads_each_delay_by_at_most_a_fifth(draw: float) -> None:
+@pytest.mark.parametrize("interval", [1, 2, 60, 3600])
+@pytest.mark.parametrize("draw", ["low", "high"])
+def test_any_outage_retries_between_one_and_two_intervals(interval: float, draw: str) -> None:
+    """Vendor calls never exceed the normal schedule, and a healed vendor is seen within two
+    intervals, whatever the length of the outage and the jitter's draw."""
     policy = BackoffPolicy(jitter=0.2)
-    assert policy.delay(60, 2, uniform=lambda low, high: draw) == pytest.approx(10 * draw)
-    assert policy.delay(60, 9, uniform=lambda low, high: 1.2) == 300
+    pick = (lambda low, high: low) if draw == "low" else (lambda low, high: high)
+    for failures in range(1, 1000):
+        assert interval <= policy.delay(interval, failures, uniform=pick) <= 2 * interval
 
 
-def test_jitter_draws_from_the_documented_range() -> None:
+def test_jitter_spreads_each_delay_inside_its_bounds() -> None:
     seen: list[tuple[float, float]] = []
-    BackoffPolicy(jitter=0.2).delay(60, 1, uniform=lambda low, high: seen.append((low, high)) or low)
-    assert seen == [(0.8, 1.2)]
+    policy = BackoffPolicy(jitter=0.2)
+    for failures in (1, 2, 9):
+        policy.delay(60, failures, uniform=lambda low, high: seen.append((low, high)) or low)
+    assert seen == [(1.0, 1.2), (1.6, 2.0), (1.6, 2.0)]
+
+
+def test_the_credentials_pace_is_never_faster_than_the_source_interval() -> None:
+    assert EXACT.credentials_pace(900) == 900
+    assert EXACT.credentials_pace(60) == 300
+    assert EXACT.credentials_pace(2) == 20
 
 
 def test_success_keeps_the_normal_schedule() -> None:
@@ -47,17 +51,17 @@ def test_success_keeps_the_normal_schedule() -> None:
 
 def test_total_failure_backs_off_by_the_failure_count() -> None:
     retry = EXACT.next_try(60, failed(PollError("down", status=500)), failures=3)
-    assert retry is not None and (retry.delay, retry.why) == (20, "backoff after 3 failed polls")
+    assert retry is not None and (retry.delay, retry.why) == (120, "backoff after 3 failed polls")
 
 
 def test_retry_after_is_a_floor_for_the_next_try() -> None:
-    retry = EXACT.next_try(60, failed(PollError("slow down", status=429, retry_after=120)), failures=1)
-    assert retry is not None and (retry.delay, retry.why) == (120, "Retry-After")
+    retry = EXACT.next_try(60, failed(PollError("slow down", status=429, retry_after=150)), failures=1)
+    assert retry is not None and (retry.delay, retry.why) == (150, "Retry-After")
 
 
 def test_retry_after_shorter_than_the_backoff_does_not_shorten_it() -> None:
     retry = EXACT.next_try(60, failed(PollError("slow down", status=429, retry_after=1)), failures=4)
-    assert retry is not None and retry.delay == 40
+    assert retry is not None and retry.delay == 120
 
 
 def test_absurd_retry_after_is_honoured_up_to_an_hour() -> None:
@@ -86,4 +90,4 @@ def test_partial_failure_still_honours_a_long_retry_after() -> None:
 
 def test_whole_poll_failure_uses_the_backoff() -> None:
     retry = EXACT.next_try(60, PollResult(failures={ALL_UNITS: PollError("x", code="timeout")}), failures=2)
-    assert retry is not None and retry.delay == 10
+    assert retry is not None and retry.delay == 120

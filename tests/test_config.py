@@ -365,12 +365,16 @@ BAD_CONFIGS: list[tuple[str | bytes, list[str]]] = [
         ["config.yaml: global: total_shards: must be a whole number of at least 1"],
     ),
     (
-        "global: {max_response_bytes: 64MiB}\nsources:\n  - {name: a, provider: gcore, api_key: key-0123456}\n",
-        ["config.yaml: global: max_response_bytes: must be a valid integer"],
+        "global: {max_response_bytes: lots}\nsources:\n  - {name: a, provider: gcore, api_key: key-0123456}\n",
+        ["config.yaml: global: max_response_bytes: must be a size such as 64MiB, or a whole number of bytes"],
+    ),
+    (
+        "global: {max_response_bytes: 1.5}\nsources:\n  - {name: a, provider: gcore, api_key: key-0123456}\n",
+        ["config.yaml: global: max_response_bytes: must be a size such as 64MiB, or a whole number of bytes"],
     ),
     (
         "global: {max_response_bytes: 1000}\nsources:\n  - {name: a, provider: gcore, api_key: key-0123456}\n",
-        ["config.yaml: global: max_response_bytes: must be greater than or equal to 1024"],
+        ["config.yaml: global: max_response_bytes: must be from 1KiB to 1GiB"],
     ),
 ]
 

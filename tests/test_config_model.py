@@ -53,6 +53,11 @@ def test_max_response_bytes_defaults_to_64_mib() -> None:
     assert parse(GCORE).global_.max_response_bytes == 64 * 1024 * 1024
 
 
+@pytest.mark.parametrize(("written", "size"), [(65536, 65536), ("2MiB", 2 * 1024 * 1024)])
+def test_max_response_bytes_is_bytes_when_bare_or_a_size_with_a_unit(written: object, size: int) -> None:
+    assert parse(GCORE, max_response_bytes=written).global_.max_response_bytes == size
+
+
 def test_added_sources_are_checked_with_the_others() -> None:
     config = parse(GCORE)
     with pytest.raises(ConfigError) as caught:

@@ -5,6 +5,7 @@ leaving the window. Driven through a real scheduler, a real state directory and 
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +27,10 @@ class Vendor:
         self.days: dict[str, int] = {}
 
     def answer(self, **days: int) -> None:
-        self.days = {day.replace("_", "-").removeprefix("d"): count for day, count in days.items()}
+        """Totals by day, named `d1`, `d2`, `d3`: the day before yesterday, yesterday and today (UTC),
+        so the days are ones a vendor could still revise (older ones are folded, see test_state_counters)."""
+        today = datetime.now(UTC).date()
+        self.days = {(today - timedelta(days=3 - int(day[1:]))).isoformat(): count for day, count in days.items()}
 
     async def handle(self, request: web.Request) -> web.Response:
         data = [{"count": count, "date": day} for day, count in self.days.items()]
@@ -79,13 +83,13 @@ async def test_today_grows_and_a_new_day_starts_at_its_own_value(serve_app, tmp_
     vendor = Vendor()
     base_url = await serve_app(vendor.app())
     async with Exporter(base_url, tmp_path) as exporter:
-        vendor.answer(d2024_07_01=3)
+        vendor.answer(d1=3)
         assert await exporter.sessions_after_poll() == 3
-        vendor.answer(d2024_07_01=5)
+        vendor.answer(d1=5)
         assert await exporter.sessions_after_poll() == 5
-        vendor.answer(d2024_07_01=5, d2024_07_02=1)
+        vendor.answer(d1=5, d2=1)
         assert await exporter.sessions_after_poll() == 6
-        vendor.answer(d2024_07_01=5, d2024_07_02=4)
+        vendor.answer(d1=5, d2=4)
         assert await exporter.sessions_after_poll() == 9
 
 
@@ -93,9 +97,9 @@ async def test_a_downward_revision_never_lowers_the_counter(serve_app, tmp_path:
     vendor = Vendor()
     base_url = await serve_app(vendor.app())
     async with Exporter(base_url, tmp_path) as exporter:
-        vendor.answer(d2024_07_01=7, d2024_07_02=2)
+        vendor.answer(d1=7, d2=2)
         assert await exporter.sessions_after_poll() == 9
-        vendor.answer(d2024_07_01=4, d2024_07_02=3)
+        vendor.answer(d1=4, d2=3)
         assert await exporter.sessions_after_poll() == 10
 
 
@@ -103,9 +107,9 @@ async def test_a_day_leaving_the_window_keeps_its_count(serve_app, tmp_path: Pat
     vendor = Vendor()
     base_url = await serve_app(vendor.app())
     async with Exporter(base_url, tmp_path) as exporter:
-        vendor.answer(d2024_07_01=7, d2024_07_02=2)
+        vendor.answer(d1=7, d2=2)
         assert await exporter.sessions_after_poll() == 9
-        vendor.answer(d2024_07_02=2, d2024_07_03=1)
+        vendor.answer(d2=2, d3=1)
         assert await exporter.sessions_after_poll() == 10
         vendor.answer()
         assert await exporter.sessions_after_poll() == 10
@@ -114,13 +118,13 @@ async def test_a_day_leaving_the_window_keeps_its_count(serve_app, tmp_path: Pat
 async def test_a_restart_continues_from_the_state_file_without_counting_twice(serve_app, tmp_path: Path) -> None:
     vendor = Vendor()
     base_url = await serve_app(vendor.app())
-    vendor.answer(d2024_07_01=7, d2024_07_02=2)
+    vendor.answer(d1=7, d2=2)
     async with Exporter(base_url, tmp_path) as exporter:
         assert await exporter.sessions_after_poll() == 9
     assert json.loads((tmp_path / "cf.json").read_text())["counters"]
     async with Exporter(base_url, tmp_path) as restarted:
         assert await restarted.sessions_after_poll() == 9
-        vendor.answer(d2024_07_02=3, d2024_07_03=1)
+        vendor.answer(d2=3, d3=1)
         assert await restarted.sessions_after_poll() == 11
 
 
@@ -129,10 +133,10 @@ async def test_a_restart_after_a_downward_revision_and_a_dropped_day_keeps_the_h
 ) -> None:
     vendor = Vendor()
     base_url = await serve_app(vendor.app())
-    vendor.answer(d2024_07_01=7, d2024_07_02=2)
+    vendor.answer(d1=7, d2=2)
     async with Exporter(base_url, tmp_path) as exporter:
         await exporter.sessions_after_poll()
-    vendor.answer(d2024_07_02=1, d2024_07_03=0)
+    vendor.answer(d2=1, d3=0)
     async with Exporter(base_url, tmp_path) as restarted:
         assert await restarted.sessions_after_poll() == 9
 
@@ -140,7 +144,7 @@ async def test_a_restart_after_a_downward_revision_and_a_dropped_day_keeps_the_h
 async def test_without_a_state_file_a_counter_starts_from_the_totals_in_the_window(serve_app, tmp_path: Path) -> None:
     vendor = Vendor()
     base_url = await serve_app(vendor.app())
-    vendor.answer(d2024_07_01=7, d2024_07_02=2)
+    vendor.answer(d1=7, d2=2)
     async with Exporter(base_url, tmp_path / "a") as exporter:
         assert await exporter.sessions_after_poll() == 9
     async with Exporter(base_url, tmp_path / "b") as fresh:
@@ -151,6 +155,6 @@ async def test_an_unreadable_state_file_starts_fresh_instead_of_failing(serve_ap
     vendor = Vendor()
     base_url = await serve_app(vendor.app())
     (tmp_path / "cf.json").write_text("{not json")
-    vendor.answer(d2024_07_01=4)
+    vendor.answer(d1=4)
     async with Exporter(base_url, tmp_path) as exporter:
         assert await exporter.sessions_after_poll() == 4

@@ -3,15 +3,23 @@ and the scheduler publishing it and keeping it across a restart."""
 
 from __future__ import annotations
 
+import asyncio
 import json
+import random
+from datetime import UTC, datetime
 from pathlib import Path
 
+from aiohttp import web
+
 from exporter.config import parse_config
-from exporter.credits import PERIOD_SECONDS, CreditLedger, Price
+from exporter.credits import BUCKET_SECONDS, PERIOD_SECONDS, CreditLedger, Price
 from exporter.demo.streamscharts import StreamsChartsSimulator
 from exporter.families import AUDIENCE_FAMILIES
 from exporter.metrics import AudienceStore, ExporterMetrics
+from exporter.providers.base import UNITS_IN_FLIGHT
+from exporter.providers.streamscharts import StreamsCharts, StreamsChartsSettings
 from exporter.scheduler import Scheduler
+from tests.conftest import fixture_json
 
 STANDARD = Price(100, 20)
 T0 = 1_700_000_000.0
@@ -89,6 +97,98 @@ def test_restore_drops_malformed_entries() -> None:
     ledger.restore({"periods": {"a": "yesterday", "b": T0}, "charges": [["b", T0, 100], ["x"], "junk"]})
     assert ledger.period_start == {"b": T0}
     assert ledger.spent(T0) == 100
+
+
+def test_a_refund_after_its_spending_aged_out_changes_nothing() -> None:
+    ledger = CreditLedger(budget=2)
+    charge = ledger.reserve("a", STANDARD, T0)
+    ledger.reserve("b", STANDARD, T0 + PERIOD_SECONDS)
+    ledger.refund(charge)
+    assert ledger.spent(T0 + PERIOD_SECONDS) == 100
+
+
+def test_a_call_refunded_twice_is_given_back_once() -> None:
+    ledger = CreditLedger()
+    ledger.reserve("a", STANDARD, T0)
+    charge = ledger.reserve("a", STANDARD, T0 + 1)
+    ledger.refund(charge)
+    ledger.refund(charge)
+    assert ledger.spent(T0 + 1) == 100
+
+
+def test_calls_of_one_hour_count_until_the_latest_of_them_is_30_days_old() -> None:
+    ledger = CreditLedger()
+    start = BUCKET_SECONDS * 1_000_000
+    ledger.reserve("a", STANDARD, start)
+    ledger.reserve("a", STANDARD, start + 600)
+    assert ledger.spent(start + PERIOD_SECONDS + 599) == 120
+    assert ledger.spent(start + PERIOD_SECONDS + 600) == 0
+
+
+def test_a_month_of_calls_every_minute_keeps_one_entry_per_hour_and_first_calls_of_30_days() -> None:
+    ledger = CreditLedger()
+    for minute in range(31 * 24 * 60):
+        ledger.reserve(f"key-{minute // (24 * 60)}", STANDARD, T0 + 60 * minute)
+    exported = ledger.export()
+    assert len(exported["spent"]) <= PERIOD_SECONDS / BUCKET_SECONDS + 1
+    assert set(exported["periods"]) == {f"key-{day}" for day in range(1, 31)}
+
+
+def test_summed_spending_never_allows_more_than_the_budget_in_any_30_days() -> None:
+    """Random calls, refunds and clock steps, checked against every call the vendor was really
+    charged for: no 30-day window ever holds more than the budget."""
+    rng = random.Random(7)
+    ledger = CreditLedger(budget=50)
+    charged: list[tuple[float, int]] = []
+    now = T0
+    for _ in range(6000):
+        now += rng.choice([1, 60, 600, 3600, 6 * 3600, 86400 * 3]) * rng.random()
+        charge = ledger.reserve(f"k{rng.randrange(8)}", Price(100, 20), now)
+        if charge is None:
+            continue
+        if rng.random() < 0.2:
+            ledger.refund(charge)
+        else:
+            charged.append((now, charge.cost))
+            window = sum(cost for at, cost in charged if at > now - PERIOD_SECONDS)
+            assert window <= 5000
+            assert ledger.spent(now) >= window
+
+
+def test_restore_reads_the_per_call_charges_older_versions_saved() -> None:
+    ledger = CreditLedger(budget=2)
+    ledger.restore({"periods": {"a": T0}, "charges": [["a", T0, 100], ["a", T0 + 60, 20]]})
+    assert ledger.spent(T0 + 120) == 120
+    assert ledger.price("a", STANDARD, T0 + 120) == 20
+
+
+async def test_streams_charts_calls_at_most_units_in_flight_at_once(serve_app, fetcher) -> None:
+    """Each call is held until UNITS_IN_FLIGHT calls are open at once: a poll that started more
+    would show a higher peak."""
+    open_calls, peak, all_open = 0, 0, asyncio.Event()
+    body = fixture_json("streamscharts/standard.json")
+    body["data"]["stream_end"] = None
+
+    async def handle(request: web.Request) -> web.Response:
+        nonlocal open_calls, peak
+        open_calls += 1
+        peak = max(peak, open_calls)
+        if open_calls >= UNITS_IN_FLIGHT:
+            all_open.set()
+        await all_open.wait()
+        open_calls -= 1
+        return web.json_response(body)
+
+    app = web.Application()
+    app.router.add_get("/api/jazz/channels/{tail:.*}", handle)
+    streams = [
+        {"platform": "twitch", "channel": f"channel{i}", "stream_id": str(i)} for i in range(3 * UNITS_IN_FLIGHT)
+    ]
+    settings = {"name": "sc", "provider": "streamscharts", "client_id": "c", "token": "t", "streams": streams}
+    provider = StreamsCharts(StreamsChartsSettings.model_validate({**settings, "base_url": await serve_app(app)}))
+    result = await provider.poll(fetcher, datetime.now(UTC))
+    assert len(result.samples) == len(streams) and not result.failures
+    assert peak == UNITS_IN_FLIGHT
 
 
 async def scheduler_over(base_url: str, state_dir: Path, stream: dict[str, str]) -> Scheduler:

@@ -78,3 +78,32 @@ async def test_polls_of_one_source_never_overlap_while_sources_poll_concurrently
     assert overlap == []
     assert scheduler.sources["a"].polls >= 2 and scheduler.sources["b"].polls >= 2
     assert agents == {USER_AGENT}
+
+
+async def test_a_poll_due_while_the_previous_still_runs_is_counted_as_skipped(serve_app, tmp_path: Path) -> None:
+    release = asyncio.Event()
+
+    async def held(request: web.Request) -> web.Response:
+        await release.wait()
+        return web.json_response([])
+
+    app = web.Application()
+    app.router.add_get("/streaming/statistics/stream/viewers", held)
+    scheduler = make_scheduler(tmp_path, [gcore_source("a", await serve_app(app), stream_ids=[1], interval="100ms")])
+    await scheduler.open()
+    scheduler.start()
+
+    def skipped() -> float:
+        return scheduler.metrics.registry.get_sample_value(
+            "livestream_exporter_polls_skipped_total", {"source": "a", "provider": "gcore"}
+        )
+
+    try:
+        assert skipped() == 0
+        async with asyncio.timeout(30):
+            while skipped() < 2:
+                await asyncio.sleep(0.05)
+        assert scheduler.sources["a"].polls == 0, "the first poll is still held"
+    finally:
+        release.set()
+        await scheduler.close()

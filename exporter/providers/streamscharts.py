@@ -83,7 +83,7 @@ from exporter.families import (
 )
 from exporter.poll import WHOLE_SOURCE, Fetcher, InvalidBody, Labels, PollError, PollResult, Sample, ShardView
 from exporter.providers import register
-from exporter.providers.base import Provider, raise_unless_ok
+from exporter.providers.base import UNITS_IN_FLIGHT, Provider, raise_unless_ok
 from exporter.settings import PathSegment, Secret, SourceSettings, StrictModel, one_of
 
 log = logging.getLogger(__name__)
@@ -360,15 +360,25 @@ def vendor_words(body: Any) -> str | None:
     return None
 
 
-def _samples_to_json(samples: list[Sample]) -> list[list[Any]]:
-    return [[s.name, [list(pair) for pair in s.labels], s.value, s.part] for s in samples]
+def _samples_to_json(samples: list[Sample], unit_labels: Labels) -> tuple[tuple[Any, ...], ...]:
+    """A unit's samples for the state file, without the unit's own labels that start each of them
+    (platform, channel, stream: two thirds of the file for 10k streams). Tuples of strings and
+    numbers only, which the garbage collector stops tracking, so 10k units kept in this form do
+    not lengthen full collections."""
+    prefix = len(unit_labels)
+    return tuple(
+        (s.name, s.labels[prefix:] if s.labels[:prefix] == unit_labels else s.labels, s.value, s.part) for s in samples
+    )
 
 
-def _samples_from_json(data: Any) -> list[Sample]:
-    return [
-        Sample(str(n), tuple((str(k), str(v)) for k, v in labels), float(value), str(part))
-        for n, labels, value, part in data
-    ]
+def _samples_from_json(data: Any, unit_labels: Labels) -> list[Sample]:
+    """The samples `_samples_to_json` saved (or, from older files, with the unit's labels in full)."""
+    samples = []
+    for name, labels, value, part in data:
+        own = tuple((str(k), str(v)) for k, v in labels)
+        full = own if own[: len(unit_labels)] == unit_labels else (*unit_labels, *own)
+        samples.append(Sample(str(name), full, float(value), str(part)))
+    return samples
 
 
 class Parser:
@@ -476,6 +486,8 @@ class StreamsCharts(Provider):
         self.all_units += [Unit(c.platform, c.channel, None, "standard", carrier=True) for c in settings.channels]
         self.ledger = CreditLedger(self.budget())
         self.last: dict[str, list[Sample]] = {}
+        self.saved_last: dict[str, tuple[tuple[Any, ...], ...]] = {}
+        """`last` as the state file holds it, made when a unit answers, so saving costs no walk."""
         self.finished: set[str] = set()
         self.paused = False
 
@@ -530,7 +542,8 @@ class StreamsCharts(Provider):
 
     async def poll(self, fetch: Fetcher, now: datetime) -> PollResult:
         """Units sharing a ledger key (a channel and set) are called one after another, so the first of
-        them is the one charged the first-call price; different keys are called concurrently."""
+        them is the one charged the first-call price; different keys are called concurrently, at most
+        UNITS_IN_FLIGHT at a time like every vendor's units (10k calls started at once stall the loop)."""
         tally = _Tally(PollResult())
         groups: dict[str, list[Unit]] = {}
         for unit in self.active_unit_objects():
@@ -540,11 +553,14 @@ class StreamsCharts(Provider):
             "Token": self.settings.token.get_secret_value(),
         }
 
-        async def run(units: list[Unit]) -> None:
-            for unit in units:
-                await self.poll_unit(unit, fetch, headers, now, tally)
+        queue = iter(groups.values())
 
-        await asyncio.gather(*(run(units) for units in groups.values()))
+        async def worker() -> None:
+            for units in queue:
+                for unit in units:
+                    await self.poll_unit(unit, fetch, headers, now, tally)
+
+        await asyncio.gather(*(worker() for _ in range(min(UNITS_IN_FLIGHT, len(groups)))))
         result = tally.result
         result.credits_spent = tally.spent / 100
         result.credits_remaining = self.ledger.remaining(now.timestamp())
@@ -587,6 +603,7 @@ class StreamsCharts(Provider):
         result.samples[unit.key] = samples
         if not testing:
             self.last[unit.key] = samples
+            self.saved_last[unit.key] = _samples_to_json(samples, unit.labels)
             if ended:
                 self.finished.add(unit.key)
 
@@ -640,22 +657,31 @@ class StreamsCharts(Provider):
             log.info("credits budget allows calls again", extra={"source": self.settings.name})
 
     def export_state(self) -> dict[str, Any] | None:
-        """The ledger always; last values and ended streams only outside testing mode (fake data)."""
-        keys = set(self.units())
+        """The ledger always; last values and ended streams only outside testing mode (fake data).
+        A snapshot that later polls do not change, taken without walking the samples."""
         return {
             "ledger": self.ledger.export(),
-            "last": {key: _samples_to_json(s) for key, s in self.last.items() if key in keys},
-            "finished": sorted(self.finished & keys),
+            "last": dict(self.saved_last),
+            "finished": list(self.finished),
         }
 
     def restore_state(self, state: dict[str, Any] | None) -> None:
         if not isinstance(state, dict):
             return
         self.ledger.restore(state.get("ledger"))
-        keys = set(self.units())
+        units = {unit.key: unit for unit in self.all_units}
+        saved = state.get("last")
         try:
-            last = {key: _samples_from_json(value) for key, value in (state.get("last") or {}).items() if key in keys}
+            last = {
+                key: _samples_from_json(value, units[key].labels)
+                for key, value in (saved.items() if isinstance(saved, dict) else ())
+                if key in units
+            }
         except (TypeError, ValueError):
             last = {}
         self.last = last
-        self.finished = {key for key in state.get("finished") or [] if key in last}
+        self.saved_last = {key: _samples_to_json(samples, units[key].labels) for key, samples in last.items()}
+        finished = state.get("finished")
+        self.finished = (
+            {key for key in finished if isinstance(key, str) and key in last} if isinstance(finished, list) else set()
+        )

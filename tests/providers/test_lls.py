@@ -236,6 +236,9 @@ async def test_headers_are_signed_when_the_request_leaves_after_a_rate_limit_wai
     lls.clock = lambda: 1_000_000.0
 
     class WaitsTwoHours:
+        def delay(self) -> float:
+            return 7200.0
+
         async def acquire(self) -> float:
             lls.clock = lambda: 1_007_200.0
             return 7200.0
