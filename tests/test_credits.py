@@ -184,7 +184,7 @@ async def test_streams_charts_calls_at_most_units_in_flight_at_once(serve_app, f
     streams = [
         {"platform": "twitch", "channel": f"channel{i}", "stream_id": str(i)} for i in range(3 * UNITS_IN_FLIGHT)
     ]
-    settings = {"name": "sc", "provider": "streamscharts", "client_id": "c", "token": "t", "streams": streams}
+    settings = {"name": "sc", "provider": "streamscharts", "client_id": "cid-0123456789", "token": "tok-abcdefghij", "streams": streams}
     provider = StreamsCharts(StreamsChartsSettings.model_validate({**settings, "base_url": await serve_app(app)}))
     result = await provider.poll(fetcher, datetime.now(UTC))
     assert len(result.samples) == len(streams) and not result.failures
