@@ -147,7 +147,7 @@ class SimulatedFetcher:
         async with self.slots:
             await asyncio.sleep(0)
             answer = HttpAnswer(200, {"Content-Type": "application/json"}, self.body(params or {}))
-        self.runtime.request_done(endpoint, "200", 0.0)
+        self.runtime.books.request_done(endpoint, "200", 0.0)
         yield answer
 
 

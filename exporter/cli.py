@@ -21,19 +21,19 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from aiohttp import web
-
 from exporter import __version__
 from exporter.config import Config, ConfigError, load_config, parse_config, with_sources
 from exporter.demo import RunningSimulators, simulators, start_simulators
 from exporter.demo.faults import FAULT_PATH
 from exporter.families import AUDIENCE_FAMILIES
+from exporter.history import backfill
 from exporter.landing import LandingContext, exposed
 from exporter.logs import LEVELS, Redactor, setup_logging
 from exporter.metrics import AudienceStore, ExporterMetrics, Exposition
 from exporter.probe import health_probe
 from exporter.providers import providers
 from exporter.scheduler import Scheduler
+from exporter.server import HTTPServer
 from exporter.sharding import ShardError, budget_summary, requested, resolve
 from exporter.web import LANDING_KEY, build_app
 from exporter.webconfig import WebSecurity, load_web_config
@@ -279,13 +279,14 @@ async def serve(setup: Setup, args: argparse.Namespace, redactor: Redactor, secu
     app[LANDING_KEY] = LandingContext(
         exposed(args.listen_address, host, security is not None), setup.simulators.base_urls if setup.simulators else {}
     )
-    runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=SHUTDOWN_GRACE)
-    await runner.setup()
-    site = web.TCPSite(runner, host, port, ssl_context=security.ssl_context if security else None)
+    server = HTTPServer(
+        app, host, port, ssl_context=security.ssl_context if security else None, shutdown_timeout=SHUTDOWN_GRACE
+    )
     try:
-        await site.start()
+        await server.start()
     except OSError as error:
         await exporter.scheduler.close()
+        await server.cleanup()
         log.error("cannot listen", extra={"address": args.listen_address, "error": error.strerror or str(error)})
         return 1
     log.info(
@@ -317,9 +318,9 @@ async def serve(setup: Setup, args: argparse.Namespace, redactor: Redactor, secu
     log.info("shutting down")
     for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
         loop.remove_signal_handler(signum)
-    await site.stop()
+    await server.stop()
     await exporter.scheduler.close()
-    await runner.cleanup()
+    await server.cleanup()
     if security is not None:
         security.close()
     return 0
@@ -380,6 +381,9 @@ async def amain(args: argparse.Namespace, redactor: Redactor) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["backfill"]:
+        return backfill.main(argv[1:])
     args = build_parser().parse_args(argv)
     redactor = Redactor()
     setup_logging(args.log_level, args.log_format, redactor)

@@ -31,6 +31,7 @@ from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from exporter.configfile import MAX_CONFIG_BYTES, MAX_SECRET_BYTES, FileProblem, decode_text, parse_yaml, read_bounded
 from exporter.fetch import DEFAULT_MAX_RESPONSE_BYTES
+from exporter.history.settings import HistorySettings
 from exporter.providers import providers
 from exporter.settings import Duration, NonEmpty, SourceSettings, StrictModel, parse_size
 from exporter.sharding import AUTO, MAX_TOTAL_SHARDS, SHARD_HINT, TOTAL_HINT
@@ -72,6 +73,7 @@ class GlobalSettings(StrictModel):
     total_shards: Annotated[int, PlainValidator(_total_shards)] = 1
     shard: Annotated[int | Literal["auto"], PlainValidator(_shard)] = 0
     max_response_bytes: Annotated[int, PlainValidator(_response_limit)] = DEFAULT_MAX_RESPONSE_BYTES
+    history: HistorySettings | None = None
 
     @field_validator("shard")
     @classmethod

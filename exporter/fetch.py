@@ -16,7 +16,7 @@ import math
 import re
 import time
 from collections.abc import AsyncIterator, Mapping
-from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
 from typing import Any, Protocol
@@ -88,15 +88,6 @@ class HttpAnswer:
         return parse_retry_after(self.headers.get("Retry-After"), time.time())
 
 
-@dataclass
-class RequestTally:
-    """What the requests of one poll got, for the caller to read when the poll returns (the
-    backoff tells "the vendor is down" from "one stream failed" by it)."""
-
-    answered: int = 0
-    """Requests that got a 2xx answer with a usable body."""
-
-
 DEFAULT_MAX_RESPONSE_BYTES = 64 * 1024 * 1024
 READ_CHUNK = 256 * 1024
 
@@ -115,12 +106,14 @@ async def read_capped(response: aiohttp.ClientResponse, limit: int) -> bytes:
         and "Content-Encoding" not in response.headers
     ):
         raise AnswerTooLarge
-    body = bytearray()
+    chunks: list[bytes] = []
+    size = 0
     async for chunk in response.content.iter_chunked(READ_CHUNK):
-        body += chunk
-        if len(body) > limit:
+        size += len(chunk)
+        if size > limit:
             raise AnswerTooLarge
-    return bytes(body)
+        chunks.append(chunk)
+    return b"".join(chunks)
 
 
 class SourceFetcher:
@@ -147,29 +140,14 @@ class SourceFetcher:
         self.max_body = max_body
         """`global.max_response_bytes`: the largest answer read, after decompression."""
 
-    def for_poll(self) -> PollFetch:
-        """A fetcher for one poll, whose tally the caller reads once the poll returns."""
-        return PollFetch(self, RequestTally())
-
-    def get(
-        self,
-        endpoint: str,
-        url: str,
-        *,
-        params: Mapping[str, str] | None = None,
-        headers: Mapping[str, str] | None = None,
-    ) -> AbstractAsyncContextManager[Answer]:
-        return self.request(endpoint, url, params=params, headers=headers)
-
     @asynccontextmanager
-    async def request(
+    async def get(
         self,
         endpoint: str,
         url: str,
         *,
         params: Mapping[str, str] | None = None,
         headers: Mapping[str, str] | None = None,
-        tally: RequestTally | None = None,
     ) -> AsyncIterator[Answer]:
         if self.limiter is not None:
             await self._wait_for_budget(endpoint)
@@ -199,8 +177,6 @@ class SourceFetcher:
             raise
         finally:
             self._done(endpoint, url, params, headers, code, elapsed)
-            if tally is not None and code.startswith("2"):
-                tally.answered += 1
             if answer.status == 429:
                 self.observer.rate_limited()
 
@@ -244,24 +220,6 @@ class SourceFetcher:
                     "seconds": round(seconds, 4),
                 },
             )
-
-
-@dataclass(frozen=True)
-class PollFetch:
-    """The `Fetcher` a provider gets for one poll: the source's fetcher, counting into `tally`."""
-
-    fetcher: SourceFetcher
-    tally: RequestTally
-
-    def get(
-        self,
-        endpoint: str,
-        url: str,
-        *,
-        params: Mapping[str, str] | None = None,
-        headers: Mapping[str, str] | None = None,
-    ) -> AbstractAsyncContextManager[Answer]:
-        return self.fetcher.request(endpoint, url, params=params, headers=headers, tally=self.tally)
 
 
 def redact_url(url: str) -> str:

@@ -15,19 +15,27 @@ from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from exporter import __version__
 from exporter.demo.faults import FAULT_PATH
+from exporter.families import CONCURRENT_VIEWERS, UNIQUE_VIEWERS
 from exporter.poll import PollResult
 
 if TYPE_CHECKING:
-    from exporter.scheduler import SourceRuntime
+    from exporter.sources import SourceRuntime
+    from exporter.status import SourceStatus
 
-VIEWER_FAMILIES = frozenset({"livestream_concurrent_viewers", "livestream_unique_viewers"})
+VIEWER_FAMILIES = frozenset({CONCURRENT_VIEWERS.name, UNIQUE_VIEWERS.name})
 HISTORY_SECONDS = 3600.0
 REFRESH_SECONDS = 5
 SPARK_WIDTH, SPARK_HEIGHT = 120, 24
+
+
+class GapStatus(Protocol):
+    """The gap filler as the page reads it (exporter.history.filler.GapFiller)."""
+
+    def status(self, source: str) -> str | None: ...
 
 
 @dataclass
@@ -116,21 +124,20 @@ def _number(value: float | None, digits: int) -> str:
     return "—" if value is None else f"{value:,.{digits}f}"
 
 
-def _row(runtime: SourceRuntime, figures: SourceFigures, now: float) -> str:
-    state = "pending" if runtime.polls == 0 else ("up" if runtime.up else "down")
-    shown = f"{state}, rate limited" if runtime.is_rate_limited() else state
-    name = html.escape(runtime.name)
+def _row(status: SourceStatus, figures: SourceFigures, now: float) -> str:
+    state = "pending" if not status.tried else ("up" if status.up else "down")
+    name = html.escape(status.name)
     cells = [
         f"<td>{name}</td>",
-        f"<td>{html.escape(runtime.identity.provider)}</td>",
-        f'<td class="state {state}">{shown}</td>',
+        f"<td>{html.escape(status.provider)}</td>",
+        f'<td class="state {state}">{status.state()}</td>',
         f'<td class="num audience" data-source="{name}">{_number(figures.audience, 0)}</td>',
         f"<td>{sparkline(figures.history, now)}</td>",
         f'<td class="num credits" data-source="{name}">{_number(figures.credits_left, 1)}</td>',
-        f"<td>{runtime.interval:g}s</td>",
-        f"<td>{_when(runtime.last_success)}</td>",
-        f"<td>{_when(runtime.next_poll)}</td>",
-        f"<td>{html.escape(runtime.last_error or '')}</td>",
+        f"<td>{status.interval:g}s</td>",
+        f"<td>{_when(status.last_success)}</td>",
+        f"<td>{_when(status.next_poll)}</td>",
+        f"<td>{html.escape(status.last_error or '')}</td>",
     ]
     return "<tr>" + "".join(cells) + "</tr>"
 
@@ -162,11 +169,19 @@ def _banners(context: LandingContext) -> str:
 def render(
     runtimes: Iterable[SourceRuntime],
     history: AudienceHistory,
+    gaps: GapStatus,
     context: LandingContext,
     telemetry_path: str,
     now: float,
 ) -> str:
-    rows = "".join(_row(runtime, history.figures(runtime.name), now) for runtime in runtimes)
+    runtimes = list(runtimes)
+    rows = "".join(_row(runtime.status, history.figures(runtime.name), now) for runtime in runtimes)
+    filling = [(runtime.name, gaps.status(runtime.name)) for runtime in runtimes]
+    gap_lines = "".join(
+        f'<li class="gap" data-source="{html.escape(name)}">{html.escape(name)}: {html.escape(line)}</li>'
+        for name, line in filling
+        if line
+    )
     return f"""<!DOCTYPE html>
 <html><head><meta charset="utf-8"><meta http-equiv="refresh" content="{REFRESH_SECONDS}">
 <title>livestream-exporter</title>
@@ -181,4 +196,4 @@ tr:nth-child(even){{background:#f4f4f4}}.num{{text-align:right;font-variant-nume
 <table><tr><th>Source</th><th>Provider</th><th>State</th><th>Viewers now</th><th>Last hour</th>
 <th>Credits left</th><th>Interval</th><th>Last success</th><th>Next poll</th><th>Last error</th></tr>
 {rows}
-</table></body></html>"""
+</table>{f'<h2>History</h2><ul>{gap_lines}</ul>' if gap_lines else ""}</body></html>"""

@@ -85,4 +85,3 @@ def setup_logging(level: str, fmt: str, redact: Redactor) -> None:
     root.handlers[:] = [handler]
     root.setLevel(LEVELS[level])
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
-    logging.getLogger("apscheduler").setLevel(logging.ERROR)

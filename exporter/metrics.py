@@ -5,7 +5,7 @@ Audience series are rendered to bytes when their source is polled, one piece per
 source), and a scrape only writes those pieces out under one HELP/TYPE header per family (or
 their deflate, prepared once per change in a worker thread), so a scrape never walks the series
 in Python and no step holds the event loop long (see the README's "Performance" section). The
-exporter's own metrics are few and live in a prometheus_client registry.
+exporter's own metrics are few and live in a prometheus_client registry (exporter.selfmetrics).
 
 Counters built from vendor running totals follow one rule: per series, the highest value seen
 for each part (a day, a stream) is kept and the counter is their sum, so it never decreases when
@@ -20,26 +20,21 @@ counters with it, so the state stays bounded however long the exporter runs.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import math
 import re
 import struct
 import zlib
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disable_created_metrics
-from prometheus_client import generate_latest as generate_text
-from prometheus_client.openmetrics.exposition import generate_latest as generate_openmetrics
 from prometheus_client.utils import floatToGoString
 
 from exporter.families import MetricFamily
 from exporter.poll import ALL_UNITS, Labels, PollResult, Sample
-
-log = logging.getLogger(__name__)
+from exporter.selfmetrics import ExporterMetrics
 
 log = logging.getLogger(__name__)
 
@@ -393,154 +388,6 @@ def _forget_steps(state: _SourceState, result: PollResult) -> Iterator[None]:
             yield
     for key in gone:
         state.counters.pop(key, None)
-
-
-class ExporterMetrics:
-    """The exporter's own metrics, created at 0 so rates and alerts work before any failure."""
-
-    def __init__(self, version: str, python_version: str) -> None:
-        disable_created_metrics()
-        self.registry = CollectorRegistry(auto_describe=True)
-        src = ["source", "provider"]
-        self.source_up = Gauge(
-            "livestream_exporter_source_up",
-            "1 if the source's last poll succeeded, else 0.",
-            src,
-            registry=self.registry,
-        )
-        self.requests = Counter(
-            "livestream_exporter_requests",
-            "Vendor API requests by endpoint and result code (HTTP status, timeout, connect_error, invalid_body).",
-            [*src, "endpoint", "code"],
-            registry=self.registry,
-        )
-        self.request_duration = Histogram(
-            "livestream_exporter_request_duration_seconds",
-            "Duration of vendor API requests.",
-            src,
-            buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
-            registry=self.registry,
-        )
-        self.last_success = Gauge(
-            "livestream_exporter_last_success_timestamp_seconds",
-            "Unix time of the source's last successful poll.",
-            src,
-            registry=self.registry,
-        )
-        self.newest_sample = Gauge(
-            "livestream_exporter_newest_sample_timestamp_seconds",
-            "Unix time of the newest vendor data point published (freshness).",
-            src,
-            registry=self.registry,
-        )
-        self.poll_interval = Gauge(
-            "livestream_exporter_poll_interval_seconds",
-            "Seconds between polls of the source.",
-            src,
-            registry=self.registry,
-        )
-        self.rate_limited = Counter(
-            "livestream_exporter_rate_limited",
-            "429 answers and self-imposed waits for a rate budget.",
-            src,
-            registry=self.registry,
-        )
-        self.source_rate_limited = Gauge(
-            "livestream_exporter_source_rate_limited",
-            "1 while the source waits for a vendor's Retry-After or its own rate budget, else 0.",
-            src,
-            registry=self.registry,
-        )
-        self.polls_skipped = Counter(
-            "livestream_exporter_polls_skipped",
-            "Polls not started because the previous one was still running.",
-            src,
-            registry=self.registry,
-        )
-        self.credits_spent = Counter(
-            "livestream_exporter_credits_spent",
-            "Vendor credits spent (Streams Charts).",
-            src,
-            registry=self.registry,
-        )
-        self.credits_remaining = Gauge(
-            "livestream_exporter_credits_remaining",
-            "Credits left of credits_budget in the 30-day window.",
-            src,
-            registry=self.registry,
-        )
-        self.rejected_points = Counter(
-            "livestream_exporter_rejected_points",
-            "Vendor data points that could not be parsed and were skipped.",
-            src,
-            registry=self.registry,
-        )
-        self.config_reload_ok = Gauge(
-            "livestream_exporter_config_last_reload_successful",
-            "1 if the last config (re)load succeeded.",
-            registry=self.registry,
-        )
-        self.shard_ordinal = Gauge(
-            "livestream_exporter_shard_ordinal",
-            "This replica's shard index (0-based) of livestream_exporter_total_shards.",
-            registry=self.registry,
-        )
-        self.total_shards = Gauge(
-            "livestream_exporter_total_shards",
-            "Number of replicas the sources' streams are split across (1: not sharded).",
-            registry=self.registry,
-        )
-        self.owned_units = Gauge(
-            "livestream_exporter_owned_units",
-            "Units (independent vendor requests, usually one stream each) of the source this replica polls.",
-            src,
-            registry=self.registry,
-        )
-        self.total_shards.set(1)
-        self.build_info = Gauge(
-            "livestream_exporter_build_info",
-            "Build information; the value is always 1.",
-            ["version", "python_version"],
-            registry=self.registry,
-        )
-        self.build_info.labels(version, python_version).set(1)
-        self.config_reload_ok.set(1)
-
-    def add_source(
-        self, source: str, provider: str, interval: float, rate_limited: Callable[[], bool] = lambda: False
-    ) -> None:
-        self.source_up.labels(source, provider).set(0)
-        self.poll_interval.labels(source, provider).set(interval)
-        self.source_rate_limited.labels(source, provider).set_function(lambda: 1 if rate_limited() else 0)
-        for counter in (self.rate_limited, self.rejected_points, self.polls_skipped):
-            counter.labels(source, provider)
-        self.request_duration.labels(source, provider)
-
-    def remove_source(self, source: str, provider: str) -> None:
-        for metric in (
-            self.source_up,
-            self.request_duration,
-            self.last_success,
-            self.newest_sample,
-            self.poll_interval,
-            self.rate_limited,
-            self.source_rate_limited,
-            self.polls_skipped,
-            self.credits_spent,
-            self.credits_remaining,
-            self.rejected_points,
-            self.owned_units,
-        ):
-            with contextlib.suppress(KeyError):
-                metric.remove(source, provider)
-        for labels in list(self.requests._metrics):
-            if labels[:2] == (source, provider):
-                self.requests.remove(*labels)
-
-    def render(self, openmetrics: bool) -> bytes:
-        if openmetrics:
-            return generate_openmetrics(self.registry).removesuffix(b"# EOF\n")
-        return generate_text(self.registry)
 
 
 GZIP_LEVEL = 6

@@ -95,7 +95,14 @@ async def metrics_handler(request: web.Request) -> web.Response:
 async def landing_handler(request: web.Request) -> web.Response:
     scheduler = request.app[SCHEDULER_KEY]
     context = request.app.get(LANDING_KEY) or LandingContext()
-    page = render(scheduler.sources.values(), scheduler.history, context, request.app[TELEMETRY_PATH_KEY], time.time())
+    page = render(
+        scheduler.sources.values(),
+        scheduler.trends,
+        scheduler.gaps,
+        context,
+        request.app[TELEMETRY_PATH_KEY],
+        time.time(),
+    )
     return web.Response(text=page, content_type="text/html")
 
 

@@ -143,11 +143,16 @@ def recording_rules() -> set[str]:
 
 def exported_metric_names() -> set[str]:
     """Every series name the exporter can expose: the contract's families and its own metrics."""
+    from prometheus_client import CollectorRegistry
+
     from exporter.families import AUDIENCE_FAMILIES
+    from exporter.history.filler import HistoryMetrics
     from exporter.metrics import ExporterMetrics
 
     names = {family.name for family in AUDIENCE_FAMILIES}
     suffixes = {"counter": ("_total",), "histogram": ("_bucket", "_sum", "_count"), "gauge": ("",)}
-    for family in ExporterMetrics("0", "0").registry.collect():
+    history = CollectorRegistry()
+    HistoryMetrics(history)
+    for family in [*ExporterMetrics("0", "0").registry.collect(), *history.collect()]:
         names |= {family.name + suffix for suffix in suffixes[family.type]}
     return names

@@ -49,8 +49,9 @@ class PrometheusServer:
         self.log_path = directory / "prometheus.log"
         self.proc: subprocess.Popen[bytes] | None = None
 
-    def start(self, config_text: str, timeout: float = 30.0) -> str:
-        """Write the config, start Prometheus and wait until it is ready; returns its base URL."""
+    def start(self, config_text: str, timeout: float = 30.0, flags: tuple[str, ...] = ()) -> str:
+        """Write the config, start Prometheus (with extra command-line `flags`) and wait until it
+        is ready; returns its base URL."""
         self.directory.mkdir(parents=True, exist_ok=True)
         self.config_path.write_text(config_text, encoding="utf-8")
         with self.log_path.open("wb") as log:
@@ -61,6 +62,7 @@ class PrometheusServer:
                     f"--storage.tsdb.path={self.directory / 'data'}",
                     f"--web.listen-address=127.0.0.1:{self.port}",
                     "--log.level=warn",
+                    *flags,
                 ],
                 stdout=log,
                 stderr=subprocess.STDOUT,

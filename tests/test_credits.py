@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import random
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from aiohttp import web
@@ -184,11 +184,42 @@ async def test_streams_charts_calls_at_most_units_in_flight_at_once(serve_app, f
     streams = [
         {"platform": "twitch", "channel": f"channel{i}", "stream_id": str(i)} for i in range(3 * UNITS_IN_FLIGHT)
     ]
-    settings = {"name": "sc", "provider": "streamscharts", "client_id": "cid-0123456789", "token": "tok-abcdefghij", "streams": streams}
-    provider = StreamsCharts(StreamsChartsSettings.model_validate({**settings, "base_url": await serve_app(app)}))
+    provider = streams_charts_over(await serve_app(app), streams)
     result = await provider.poll(fetcher, datetime.now(UTC))
     assert len(result.samples) == len(streams) and not result.failures
     assert peak == UNITS_IN_FLIGHT
+
+
+def streams_charts_over(base_url: str, streams: list[dict[str, str]]) -> StreamsCharts:
+    settings = {"name": "sc", "provider": "streamscharts", "client_id": "cid-0123456789", "token": "tok-abcdefghij", "streams": streams}
+    return StreamsCharts(StreamsChartsSettings.model_validate({**settings, "base_url": base_url}))
+
+
+async def test_streams_charts_state_stops_growing_once_its_charges_are_30_days_old(serve_app, fetcher) -> None:
+    """Three streams polled every 6 hours for 45 days."""
+    body = fixture_json("streamscharts/standard.json")
+    body["data"]["stream_end"] = None
+    app = web.Application()
+
+    async def handle(request: web.Request) -> web.Response:
+        return web.json_response(body)
+
+    app.router.add_get("/api/jazz/channels/{tail:.*}", handle)
+    streams = [{"platform": "twitch", "channel": f"c{i}", "stream_id": str(i)} for i in range(3)]
+    provider = streams_charts_over(await serve_app(app), streams)
+    sizes = {}
+    for poll in range(4 * 45):
+        assert (await provider.poll(fetcher, datetime(2026, 1, 1, tzinfo=UTC) + poll * timedelta(hours=6))).ok
+        sizes[poll / 4] = len(json.dumps(provider.export_state()))
+    assert sizes[44.75] <= sizes[30.0] < sizes[29.0] + 100
+    assert len(provider.export_state()["ledger"]["spent"]) == 4 * 30  # one entry per poll, not per call
+
+
+def test_a_malformed_streams_charts_state_is_ignored_without_an_error() -> None:
+    provider = streams_charts_over("http://127.0.0.1:9", [{"platform": "twitch", "channel": "c", "stream_id": "1"}])
+    provider.restore_state({"ledger": "x", "last": [1], "finished": [[1], {}]})
+    provider.restore_state({"ledger": {"spent": [[1, 2, 3]]}, "last": {"twitch/c/1/standard": "x"}, "finished": "ab"})
+    assert (provider.last, provider.finished, provider.ledger.export()) == ({}, set(), {"periods": {}, "spent": []})
 
 
 async def scheduler_over(base_url: str, state_dir: Path, stream: dict[str, str]) -> Scheduler:

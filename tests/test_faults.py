@@ -15,7 +15,6 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from email.utils import formatdate
 from pathlib import Path
 from typing import Any
@@ -122,7 +121,7 @@ def failure_warnings(caplog: pytest.LogCaptureFixture, source: str) -> list[logg
     return [
         record
         for record in caplog.records
-        if record.name == "exporter.scheduler"
+        if record.name == "exporter.failurelog"
         and getattr(record, "source", None) == source
         and record.levelno == logging.WARNING
         and record.getMessage() in ("poll failed", "credentials rejected")
@@ -153,7 +152,7 @@ async def test_fault_is_a_counted_failed_poll_that_heals_at_the_next_good_answer
     await scheduler.open()
     scheduler.start(paused=True)
     try:
-        assert await scheduler.poll_all_once(), scheduler.sources["faulty"].last_error
+        assert await scheduler.poll_all_once(), scheduler.sources["faulty"].status.last_error
         good_series = audience_series(bench.body(), "faulty")
         before = request_counts(metrics, "faulty")
         caplog.clear()
@@ -163,7 +162,7 @@ async def test_fault_is_a_counted_failed_poll_that_heals_at_the_next_good_answer
             await faulty_runner.cleanup()
         else:
             faulty_sim.faults.set(fault.setting())
-        polled_at = datetime.now(UTC)
+        polled_at = scheduler.timetable.clock()
         assert await scheduler.poll("faulty") is False
         assert await scheduler.poll("healthy") is True
 
@@ -179,12 +178,11 @@ async def test_fault_is_a_counted_failed_poll_that_heals_at_the_next_good_answer
         assert len(warnings) == 1, [r.getMessage() for r in caplog.records]
         assert warnings[0].getMessage() == ("credentials rejected" if fault.credentials else "poll failed")
         assert warnings[0].reason and not any(secret in warnings[0].reason for secret in bench.secrets)
-        assert not any(secret in scheduler.sources["faulty"].last_error for secret in bench.secrets)
+        assert not any(secret in scheduler.sources["faulty"].status.last_error for secret in bench.secrets)
 
         runtime = scheduler.sources["faulty"]
-        job = scheduler._aps.get_job("faulty")
         assert runtime.retry is not None
-        scheduled = (job.next_run_time - polled_at).total_seconds()
+        scheduled = scheduler.timetable.due("faulty") - polled_at
         assert scheduled == pytest.approx(runtime.retry.delay, abs=1.0)
         if fault.retry_after is not None:
             assert runtime.retry.delay >= fault.retry_after
@@ -196,7 +194,7 @@ async def test_fault_is_a_counted_failed_poll_that_heals_at_the_next_good_answer
         assert audience_series(body, "faulty") == good_series, "last good values survive until stale_after"
         assert audience_series(body, "healthy"), "the healthy source still publishes"
 
-        limiter = scheduler._limiter(runtime.provider)
+        limiter = scheduler.factory.limiter(runtime.provider)
 
         def let_retry_after_pass() -> None:
             """Polls are driven by hand here: end the pause a 429 put on the source's key."""
@@ -215,7 +213,7 @@ async def test_fault_is_a_counted_failed_poll_that_heals_at_the_next_good_answer
         let_retry_after_pass()
         assert await scheduler.poll("faulty") is True
         assert bench.up("faulty") == 1
-        assert (runtime.last_error, runtime.retry, runtime.failures) == (None, None, 0)
+        assert (runtime.status.last_error, runtime.retry, runtime.failures) == (None, None, 0)
         assert audience_series(bench.body(), "faulty")
         assert any(r.getMessage() == "source recovered" for r in caplog.records)
     finally:
@@ -298,11 +296,10 @@ async def test_a_poll_where_some_streams_answered_keeps_the_normal_interval(serv
     app.router.add_get("/streaming/statistics/stream/viewers", viewers)
     scheduler = await _gcore_scheduler(await serve_app(app), tmp_path, [1, 2])
     try:
-        job = scheduler._aps.get_job("g")
-        planned = job.next_run_time
+        planned = scheduler.timetable.due("g")
         assert await scheduler.poll("g") is False
         assert scheduler.sources["g"].retry is None
-        assert scheduler._aps.get_job("g").next_run_time == planned
-        assert scheduler.sources["g"].last_error == "2: internal server error"
+        assert scheduler.timetable.due("g") == planned
+        assert scheduler.sources["g"].status.last_error == "2: internal server error"
     finally:
         await scheduler.close()

@@ -17,7 +17,7 @@ from aiohttp import web
 
 from exporter.config import parse_config
 from exporter.fetch import DEFAULT_MAX_RESPONSE_BYTES, READ_CHUNK, SourceFetcher
-from exporter.providers.base import PollError
+from exporter.poll import PollError
 from tests.conftest import RecordingObserver
 
 MiB = 1024 * 1024

@@ -4,8 +4,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from exporter.landing import AudienceHistory, exposed, sparkline
+from exporter.config import parse_config
+from exporter.landing import AudienceHistory, LandingContext, exposed, render, sparkline
 from exporter.poll import ALL_UNITS, PollError, PollResult, Sample
+from exporter.selfmetrics import ExporterMetrics
+from exporter.sharding import resolve
+from exporter.sources import SourceFactory
 from tests.conftest import ExporterProcess, free_port, http_get
 
 
@@ -77,3 +81,29 @@ def test_page_warns_when_the_exporter_serves_every_interface_unprotected(tmp_pat
         assert 'id="listen-warning"' in page and f"<code>:{port}</code>" in page
     finally:
         exporter.stop()
+
+
+class FillingGaps:
+    """The gap filler as the page reads it: one source has a gap being filled."""
+
+    def status(self, source: str) -> str | None:
+        return "filling a gap since 2026-11-29T10:00:00Z" if source == "gcore-a" else None
+
+
+def test_a_source_with_a_gap_being_filled_gets_a_line_of_its_own(tmp_path: Path) -> None:
+    config = parse_config(
+        {
+            "global": {"state_dir": str(tmp_path)},
+            "sources": [
+                {"name": name, "provider": "gcore", "api_key": "k" * 24, "base_url": "http://127.0.0.1:9"}
+                for name in ("gcore-a", "gcore-b")
+            ],
+        },
+        "config.yaml",
+        tmp_path,
+    )
+    factory = SourceFactory(resolve(0, 1), ExporterMetrics("t", "3"), str)
+    runtimes = [factory.build(settings, config, {}) for settings in config.sources]
+    page = render(runtimes, AudienceHistory(), FillingGaps(), LandingContext(), "/metrics", 1000.0)
+    assert page.count('class="gap"') == 1
+    assert "gcore-a: filling a gap since 2026-11-29T10:00:00Z" in page

@@ -17,7 +17,7 @@ from exporter.demo import serve
 from exporter.demo.streamscharts import StreamsChartsSimulator
 from exporter.families import AUDIENCE_FAMILIES
 from exporter.metrics import AudienceStore, ExporterMetrics, Exposition
-from exporter.providers.base import PollResult
+from exporter.poll import PollResult
 from exporter.scheduler import Scheduler
 
 GCORE_VIEWERS = "/streaming/statistics/stream/viewers"
@@ -74,7 +74,7 @@ async def test_an_exception_while_applying_the_answer_is_a_failed_poll(
         assert await scheduler.poll("g") is False
         runtime = scheduler.sources["g"]
         assert up(scheduler, "g") == 0
-        assert runtime.last_error == "internal error: ValueError: cannot apply this answer"
+        assert runtime.status.last_error == "internal error: ValueError: cannot apply this answer"
         assert runtime.retry is not None
         assert [r.getMessage() for r in poll_warnings(caplog)] == ["poll failed"]
         assert scheduler.ready(), "a source that was tried counts for readiness"

@@ -20,7 +20,7 @@ from exporter.config import parse_config
 from exporter.demo.lls import PATH
 from exporter.fetch import parse_retry_after
 from exporter.metrics import AudienceStore, ExporterMetrics, Exposition
-from exporter.providers.base import RateLimit
+from exporter.poll import RateLimit
 from exporter.ratelimit import SlidingWindowLimiter
 from exporter.scheduler import Scheduler
 from exporter.web import build_app
@@ -105,7 +105,7 @@ async def test_a_source_on_a_paused_key_fails_at_once_as_rate_limited_and_counts
         assert len(asked) == sent, "no request is sent while the key is paused"
 
         b = scheduler.sources["b"]
-        assert b.last_error is not None and "rate budget" in b.last_error
+        assert b.status.last_error is not None and "rate budget" in b.status.last_error
         assert b.retry is not None and MAX_RETRY_AFTER - 5 < b.retry.delay <= MAX_RETRY_AFTER
         for source in "ab":
             assert gauge(scheduler, "livestream_exporter_source_up", source) == 0
@@ -132,9 +132,9 @@ async def test_the_rate_limited_gauge_falls_to_0_when_the_wait_is_over(tmp_path:
     await scheduler.open()
     try:
         assert gauge(scheduler, "livestream_exporter_source_rate_limited", "a") == 0
-        scheduler.sources["a"].waiting(3600)
+        scheduler.sources["a"].status.waiting(3600)
         assert gauge(scheduler, "livestream_exporter_source_rate_limited", "a") == 1
-        scheduler.sources["a"].rate_limited_until = time.time() - 1
+        scheduler.sources["a"].status.rate_limited_until = time.time() - 1
         assert gauge(scheduler, "livestream_exporter_source_rate_limited", "a") == 0
     finally:
         await scheduler.close()

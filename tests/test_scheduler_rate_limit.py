@@ -9,7 +9,8 @@ from aiohttp import web
 from exporter.config import parse_config
 from exporter.demo.lls import PATH
 from exporter.metrics import AudienceStore, ExporterMetrics
-from exporter.scheduler import DEFAULT_RATE_LIMIT_PAUSE, Scheduler
+from exporter.scheduler import Scheduler
+from exporter.sources import DEFAULT_RATE_LIMIT_PAUSE
 
 
 def lls_source(name: str, base_url: str, key: str = "AK1") -> dict:

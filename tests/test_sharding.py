@@ -233,7 +233,7 @@ def test_scheduler_tells_providers_their_budget_share() -> None:
 def test_scheduler_limiter_holds_this_replicas_part_of_the_account() -> None:
     scheduler = scheduler_for(3, 0, SOURCES)
     provider = LimitedGcore(scheduler.config.sources[0])
-    limiter = scheduler._limiter(provider)
+    limiter = scheduler.factory.limiter(provider)
     assert limiter is not None
     assert limiter.limits == (RateLimit(33, 60), RateLimit(333, 3600))
 
@@ -243,7 +243,7 @@ def test_unsharded_scheduler_polls_every_unit_with_the_full_budget() -> None:
     assert set(scheduler.sources) == {s["name"] for s in SOURCES}
     assert scheduler.other_shards == []
     provider = LimitedGcore(scheduler.config.sources[0])
-    assert scheduler._limiter(provider).limits == LimitedGcore.rate_limits  # type: ignore[union-attr]
+    assert scheduler.factory.limiter(provider).limits == LimitedGcore.rate_limits  # type: ignore[union-attr]
 
 
 async def test_scheduler_exports_its_shard_and_owned_units(tmp_path: Path) -> None:

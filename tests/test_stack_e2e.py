@@ -55,11 +55,16 @@ def _has_data(server: PrometheusServer) -> bool:
 @pytest.fixture(scope="module")
 def prometheus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PrometheusServer]:
     directory: Path = tmp_path_factory.mktemp("stack")
-    exporter = ExporterProcess(["--demo"], directory)
     server = PrometheusServer(directory / "prometheus")
+    history = directory / "history.yaml"  # as docker/history.yaml: gap filling into this Prometheus
+    history.write_text(
+        yaml.safe_dump({"global": {"state_dir": str(directory / "state"), "history": {
+            "remote_write_url": f"{server.base_url}/api/v1/write", "labels": {"job": "livestream-exporter"}}}})
+    )  # fmt: skip
+    exporter = ExporterProcess(["--demo", "--config", str(history)], directory)
     try:
         exporter.wait_until(lambda: "livestream_unique_viewers{" in exporter.metrics(), timeout=30)
-        server.start(stack_config(f"127.0.0.1:{exporter.port}"))
+        server.start(stack_config(f"127.0.0.1:{exporter.port}"), flags=("--web.enable-remote-write-receiver",))
         server.wait_until(lambda: _has_data(server), timeout=DATA_TIMEOUT)
         yield server
     finally:

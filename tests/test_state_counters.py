@@ -185,13 +185,13 @@ async def test_a_poll_that_changes_nothing_writes_no_state(serve_app, tmp_path: 
     vendor.answer(d2=3, d3=1)
     async with Exporter(await serve_app(vendor.app()), tmp_path) as exporter:
         await exporter.sessions_after_poll()
-        exporter.scheduler.state.flush()
+        exporter.scheduler.persistence.flush()
         await exporter.sessions_after_poll()
-        exporter.scheduler.state.flush()
+        exporter.scheduler.persistence.flush()
         assert writes == [str(tmp_path / "cf.json")]
         vendor.answer(d2=3, d3=2)
         await exporter.sessions_after_poll()
-        exporter.scheduler.state.flush()
+        exporter.scheduler.persistence.flush()
         assert len(writes) == 2
 
 

@@ -123,6 +123,18 @@ BAD_WEB_CONFIGS = [
     ("basic_auth_user: {a: b}\n", "web.yml: basic_auth_user: unknown key"),
     ("basic_auth_users: {alice: hunter2}\n", "web.yml: basic_auth_users: alice: must be a bcrypt hash ($2y$10$...)"),
     (
+        "basic_auth_users: {alice: '$2b$03$" + "a" * 53 + "'}\n",
+        "web.yml: basic_auth_users: alice: bcrypt cost 03 is outside 04..31",
+    ),
+    (
+        "basic_auth_users: {alice: '$2b$99$" + "a" * 53 + "'}\n",
+        "web.yml: basic_auth_users: alice: bcrypt cost 99 is outside 04..31",
+    ),
+    (
+        "basic_auth_users: {alice: '$2$10$" + "a" * 53 + "'}\n",
+        "web.yml: basic_auth_users: alice: bcrypt version $2$ is not supported (use $2y$, $2b$ or $2a$)",
+    ),
+    (
         "http_server_config: {headers: {Server: nginx}}\n",
         "web.yml: http_server_config.headers: header 'Server' cannot be configured (one of Strict-Transport-Security,"
         " X-Content-Type-Options, X-Frame-Options, X-XSS-Protection, Content-Security-Policy)",

@@ -73,6 +73,13 @@ class NaverSimulator:
         self.faults = FaultInjector(_fault_body)
         self.requests: list[dict[str, str]] = []
 
+    @staticmethod
+    def viewers_at(minute: int, device: str = "PC,Mobile", video_type: str = "VOD,LIVE") -> int:
+        """The one-minute point of `minute` (Unix seconds): a pure function of time, so a test
+        knows every value the last hour of answers holds."""
+        share = DEVICE_SHARE[device] * VIDEO_TYPE_SHARE[video_type]
+        return round(audience(minute, PEAK * share, phase=7.0))
+
     async def handle_current_viewers(self, request: web.Request) -> web.Response:
         self.requests.append(dict(request.query))
         if request.headers.get("x-api-key") != self.api_key or request.headers.get("x-project-id") != self.project_id:
@@ -83,11 +90,10 @@ class NaverSimulator:
             return _error("4601", "Invalid parameter: device")
         if video_type not in VIDEO_TYPE_SHARE:
             return _error("4610", "Invalid parameter: videoType")
-        share = DEVICE_SHARE[device] * VIDEO_TYPE_SHARE[video_type]
         newest = int(self.clock()) // 60 * 60 - 60
         minutes = [newest - 60 * back for back in range(POINTS)]
         result = [
-            {"currentViewerCnt": round(audience(minute, PEAK * share, phase=7.0)), "logDate": seoul_time(minute)}
+            {"currentViewerCnt": self.viewers_at(minute, device, video_type), "logDate": seoul_time(minute)}
             for minute in minutes
         ]
         if self.table_shape:

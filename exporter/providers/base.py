@@ -20,6 +20,7 @@ from exporter.families import MetricFamily
 from exporter.poll import WHOLE_SOURCE, Answer, Fetcher, PollError, PollResult, RateLimit, Sample, ShardView
 
 if TYPE_CHECKING:
+    from exporter.history.points import HistoryResult
     from exporter.settings import SourceSettings
 
 
@@ -33,6 +34,8 @@ class Provider(ABC):
     rate_limits: ClassVar[tuple[RateLimit, ...]] = ()
     spends_credits: ClassVar[bool] = False
     """True for vendors that charge per call: `credits_spent_total` then starts at 0."""
+    history_supported: ClassVar[bool] = False
+    """True for vendors that keep a time series `history` can ask for (README, "Gap-free history")."""
 
     def __init__(self, settings: SourceSettings, shard: ShardView = WHOLE_SOURCE) -> None:
         self.settings = settings
@@ -72,6 +75,12 @@ class Provider(ABC):
     @abstractmethod
     async def poll(self, fetch: Fetcher, now: datetime) -> PollResult:
         """Ask the vendor for the newest data and turn the answers into samples."""
+
+    async def history(self, fetch: Fetcher, start: float, end: float) -> HistoryResult:
+        """The samples the live exporter would have published between `start` and `end` (Unix
+        seconds, `end` not after now), each at the time it would first have been published,
+        built with the live poll's own requests and parsing. Only when `history_supported`."""
+        raise NotImplementedError(f"{self.name} keeps no history")
 
     def rate_limit_key(self) -> str | None:
         """Sources whose key is equal share one rate budget (one vendor credential)."""

@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from exporter.families import UNIQUE_VIEWERS
+from exporter.history.points import HistoryResult, TimedSample, history_units
 from exporter.poll import WHOLE_SOURCE, Fetcher, InvalidBody, PollResult, Sample, ShardView
 from exporter.providers import register
 from exporter.providers.base import Provider, poll_units, raise_unless_ok
@@ -26,6 +27,8 @@ CLOSED_BUCKETS_ASKED = 2
 """How far back a poll with nothing remembered looks: two closed buckets, in case the newest
 arrives late. Older buckets are never asked for: only the newest closed one is published."""
 MAX_DEFAULT_INTERVAL = 900.0
+HISTORY_BUCKETS_PER_REQUEST = 1000
+"""Buckets asked for in one history request: a day of minutes fits in two, and no answer is huge."""
 
 
 class GcoreSettings(SourceSettings):
@@ -66,9 +69,19 @@ def as_pairs(points: list[Any]) -> list[Any]:
 
 def newest_closed_bucket(points: Any, granularity: int, now: float) -> tuple[tuple[float, float] | None, int]:
     """The newest (timestamp, count) whose bucket has closed, and how many points were unusable."""
+    usable, rejected = usable_points(points)
+    newest: tuple[float, float] | None = None
+    for ts, count in usable:
+        if ts + granularity <= now and (newest is None or ts > newest[0]):
+            newest = (ts, count)
+    return newest, rejected
+
+
+def usable_points(points: Any) -> tuple[list[tuple[float, float]], int]:
+    """Every (timestamp, count) of a client's `streams`, and how many points were unusable."""
     if not isinstance(points, list):
         raise InvalidBody("metrics.streams is not a list")
-    newest: tuple[float, float] | None = None
+    usable: list[tuple[float, float]] = []
     rejected = 0
     for point in as_pairs(points):
         if (
@@ -78,10 +91,8 @@ def newest_closed_bucket(points: Any, granularity: int, now: float) -> tuple[tup
         ):
             rejected += 1
             continue
-        ts, count = float(point[0]), float(point[1])
-        if ts + granularity <= now and (newest is None or ts > newest[0]):
-            newest = (ts, count)
-    return newest, rejected
+        usable.append((float(point[0]), float(point[1])))
+    return usable, rejected
 
 
 @register
@@ -90,6 +101,7 @@ class Gcore(Provider):
     settings_model = GcoreSettings
     default_base_url = "https://api.gcore.com"
     families = (UNIQUE_VIEWERS,)
+    history_supported = True
     settings: GcoreSettings
 
     def __init__(self, settings: GcoreSettings, shard: ShardView = WHOLE_SOURCE) -> None:
@@ -124,7 +136,9 @@ class Gcore(Provider):
         return iso_utc(start), iso_utc(now)
 
     def params(self, stream_id: int | None, now: float) -> dict[str, str]:
-        start, end = self.window(TOTAL_UNIT if stream_id is None else str(stream_id), now)
+        return self.range_params(stream_id, *self.window(TOTAL_UNIT if stream_id is None else str(stream_id), now))
+
+    def range_params(self, stream_id: int | None, start: str, end: str) -> dict[str, str]:
         params = {"from": start, "to": end, "granularity": self.settings.granularity}
         if stream_id is not None:
             params["stream_id"] = str(stream_id)
@@ -132,10 +146,17 @@ class Gcore(Provider):
             params["client_user_id"] = str(self.settings.client_user_id)
         return params
 
+    def headers(self) -> dict[str, str]:
+        return {"Authorization": f"APIKey {self.settings.api_key.get_secret_value()}"}
+
+    @property
+    def url(self) -> str:
+        return f"{self.base_url}/streaming/statistics/stream/viewers"
+
     async def poll(self, fetch: Fetcher, now: datetime) -> PollResult:
         now_ts = now.timestamp()
-        headers = {"Authorization": f"APIKey {self.settings.api_key.get_secret_value()}"}
-        url = f"{self.base_url}/streaming/statistics/stream/viewers"
+        headers = self.headers()
+        url = self.url
 
         async def poll_stream(unit: str, result: PollResult) -> list[Sample]:
             stream_id = None if unit == TOTAL_UNIT else int(unit)
@@ -177,8 +198,50 @@ class Gcore(Provider):
                 continue
             newest_by_client += (client, *newest)
             result.note_timestamp(newest[0])
-            samples.append(
-                UNIQUE_VIEWERS.sample(newest[1], client=client, stream=stream, granularity=self.settings.granularity)
-            )
+            samples.append(self.sample(newest[1], client, stream))
         self._newest[stream] = tuple(newest_by_client)
         return samples
+
+    def sample(self, count: float, client: str, stream: str) -> Sample:
+        return UNIQUE_VIEWERS.sample(count, client=client, stream=stream, granularity=self.settings.granularity)
+
+    async def history(self, fetch: Fetcher, start: float, end: float) -> HistoryResult:
+        """Every closed bucket whose end lies in `start`..`end`, stamped at its end (when the live
+        poll would first have seen it closed), asked for in requests of at most
+        HISTORY_BUCKETS_PER_REQUEST buckets."""
+        g = self.granularity_seconds
+        first_bucket = -(-(start - g) // g) * g
+        windows = []
+        while first_bucket + g <= end:
+            last_bucket = min(first_bucket + HISTORY_BUCKETS_PER_REQUEST * g, end)
+            windows.append((first_bucket, last_bucket))
+            first_bucket = last_bucket
+
+        async def history_of(unit: str, result: HistoryResult) -> list[TimedSample]:
+            stream_id = None if unit == TOTAL_UNIT else int(unit)
+            found: dict[tuple[str, float], TimedSample] = {}
+            for window_start, window_end in windows:
+                params = self.range_params(stream_id, iso_utc(window_start), iso_utc(window_end))
+                async with fetch.get("stream_viewers", self.url, params=params, headers=self.headers()) as answer:
+                    raise_unless_ok(answer, vendor_words)
+                    for client, bucket_end, count in self.closed_buckets(answer.json(), result):
+                        if start <= bucket_end <= end:
+                            found[client, bucket_end] = TimedSample(bucket_end, self.sample(count, client, unit))
+            return [found[key] for key in sorted(found)]
+
+        return await history_units(self.active_units(), history_of)
+
+    def closed_buckets(self, body: Any, result: HistoryResult) -> list[tuple[str, float, float]]:
+        """(client, bucket end, count) of every usable bucket of an answer."""
+        if not isinstance(body, list):
+            raise InvalidBody("expected a JSON list of clients")
+        g = self.granularity_seconds
+        buckets = []
+        for entry in body:
+            if not isinstance(entry, dict) or not isinstance(entry.get("metrics"), dict):
+                raise InvalidBody("client entry without a metrics object")
+            client = sys.intern(str(entry.get("client", "")))
+            usable, rejected = usable_points(entry["metrics"].get("streams"))
+            result.rejected_points += rejected
+            buckets.extend((client, ts + g, count) for ts, count in usable)
+        return buckets

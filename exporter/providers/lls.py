@@ -30,9 +30,10 @@ from urllib.parse import urlsplit
 from pydantic import AfterValidator, BeforeValidator
 
 from exporter.families import CONCURRENT_VIEWERS
+from exporter.history.points import HistoryResult, TimedSample, history_units
 from exporter.poll import WHOLE_SOURCE, Fetcher, InvalidBody, PollResult, RateLimit, Sample, ShardView
 from exporter.providers import register
-from exporter.providers.base import Provider, newest_point, poll_units, raise_unless_ok
+from exporter.providers.base import Provider, is_number, newest_point, poll_units, raise_unless_ok
 from exporter.settings import NonEmpty, Secret, SourceSettings, format_duration, one_of
 
 PATH = "/lls/v1.0/analytics/delivery/queryConcurrentViewers"
@@ -45,6 +46,8 @@ SFD_TIME_FORMAT = "%Y%m%dT%H%M%SZ"
 _SFD_TIME = re.compile(r"(\d{4})(\d{2})(\d{2})T(\d{2})(\d{2})(\d{2})Z")
 EXPIRED_HINT = "check this host's clock: X-SFD-Date must be within 1 hour of the vendor's"
 WINDOW_NAMES = {60.0: "minute", 3600.0: "hour"}
+HISTORY_RANGE_PER_REQUEST = 86400
+"""The longest `started`..`ended` one history request asks for: a day."""
 
 
 def _as_list(value: Any) -> Any:
@@ -199,6 +202,7 @@ class Lls(Provider):
     default_base_url = "https://open-api.swiftfederation.com"
     families = (CONCURRENT_VIEWERS,)
     rate_limits = (RateLimit(100, 60), RateLimit(1000, 3600))
+    history_supported = True
     settings: LlsSettings
 
     def __init__(self, settings: LlsSettings, shard: ShardView = WHOLE_SOURCE) -> None:
@@ -237,7 +241,9 @@ class Lls(Provider):
         return sfd_time(start), sfd_time(now)
 
     def params(self, query: Query, now: float) -> dict[str, str]:
-        started, ended = self.window(now)
+        return self.range_params(query, *self.window(now))
+
+    def range_params(self, query: Query, started: str, ended: str) -> dict[str, str]:
         optional = {
             "app": self.settings.app,
             "stream": query.stream,
@@ -297,17 +303,53 @@ class Lls(Provider):
         )
         if newest is None:
             return []
+        return [self.sample(body, query, newest[1])]
+
+    def sample(self, body: dict[str, Any], query: Query, viewers: float) -> Sample:
         settings = self.settings
-        return [
-            CONCURRENT_VIEWERS.sample(
-                newest[1],
-                domain=_echo(body, "domain") or settings.domain,
-                app=_echo(body, "app") or settings.app or ALL,
-                stream=_echo(body, "stream") or query.stream or ALL,
-                region=_echo(body, "region") or settings.region or ALL,
-                protocol=_echo(body, "protocol") or query.protocol or ALL,
-            )
-        ]
+        return CONCURRENT_VIEWERS.sample(
+            viewers,
+            domain=_echo(body, "domain") or settings.domain,
+            app=_echo(body, "app") or settings.app or ALL,
+            stream=_echo(body, "stream") or query.stream or ALL,
+            region=_echo(body, "region") or settings.region or ALL,
+            protocol=_echo(body, "protocol") or query.protocol or ALL,
+        )
+
+    async def history(self, fetch: Fetcher, start: float, end: float) -> HistoryResult:
+        """Every point stamped in `start`..`end` whose five minutes are over (an open point's
+        peak still grows, and a receiver keeps the first value it gets for a time), asked for a
+        day at a time, through the same rate budget as the live poll."""
+        closed_before = self.clock() - POINT_SECONDS
+        ranges = []
+        first = start
+        while first <= end:
+            last = min(first + HISTORY_RANGE_PER_REQUEST, end)
+            ranges.append((first, last))
+            first = last + 1
+        url = f"{self.base_url}{PATH}"
+
+        async def history_of(unit: str, result: HistoryResult) -> list[TimedSample]:
+            query = self._queries[unit]
+            found: dict[float, TimedSample] = {}
+            for started, ended in ranges:
+                params = self.range_params(query, sfd_time(started), sfd_time(ended))
+                headers = SignedAtSend(lambda params=params: self.headers(url, params))
+                async with fetch.get("concurrent_viewers", url, params=params, headers=headers) as answer:
+                    raise_unless_ok(answer, vendor_words, TRACE_HEADER)
+                    body = answer.json()
+                    if not isinstance(body, dict) or not isinstance(body.get("data"), list):
+                        raise InvalidBody("expected an object with a data list")
+                    for point in body["data"]:
+                        ts = parse_sfd_time(point.get("timestamp")) if isinstance(point, dict) else None
+                        viewers = point.get("concurrentViewers") if isinstance(point, dict) else None
+                        if ts is None or not is_number(viewers):
+                            result.rejected_points += 1
+                        elif start <= ts <= min(end, closed_before):
+                            found[ts] = TimedSample(ts, self.sample(body, query, viewers))
+            return [found[ts] for ts in sorted(found)]
+
+        return await history_units(self.active_units(), history_of)
 
 
 def _requests_per_window(requests: int, interval: float, window: float) -> Fraction:

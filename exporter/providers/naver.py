@@ -12,6 +12,7 @@ The answer holds an hour of one-minute points, newest first; the point with the 
 from __future__ import annotations
 
 import logging
+import time
 from datetime import UTC, datetime
 from typing import Annotated, Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -19,9 +20,10 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from pydantic import AfterValidator
 
 from exporter.families import CONCURRENT_VIEWERS
+from exporter.history.points import HistoryResult, TimedSample, history_units
 from exporter.poll import WHOLE_SOURCE, Fetcher, InvalidBody, PollError, PollResult, Sample, ShardView
 from exporter.providers import register
-from exporter.providers.base import Provider, newest_point, poll_units, raise_unless_ok
+from exporter.providers.base import Provider, is_number, newest_point, poll_units, raise_unless_ok
 from exporter.settings import NonEmpty, Secret, SourceSettings, one_of
 
 log = logging.getLogger(__name__)
@@ -93,6 +95,7 @@ class Naver(Provider):
     settings_model = NaverSettings
     default_base_url = "https://ma-dashboard-api.vpe.naverncp.com"
     families = (CONCURRENT_VIEWERS,)
+    history_supported = True
     settings: NaverSettings
 
     def __init__(self, settings: NaverSettings, shard: ShardView = WHOLE_SOURCE) -> None:
@@ -107,12 +110,12 @@ class Naver(Provider):
     def params(self) -> dict[str, str]:
         return {"device": self.settings.device, "videoType": self.settings.video_type}
 
+    def headers(self) -> dict[str, str]:
+        return {"x-api-key": self.settings.api_key.get_secret_value(), "x-project-id": self.settings.project_id}
+
     async def poll(self, fetch: Fetcher, now: datetime) -> PollResult:
         url = f"{self.base_url}{PATH}"
-        headers = {
-            "x-api-key": self.settings.api_key.get_secret_value(),
-            "x-project-id": self.settings.project_id,
-        }
+        headers = self.headers()
 
         async def poll_chart(unit: str, result: PollResult) -> list[Sample]:
             async with fetch.get("current_viewers", url, params=self.params(), headers=headers) as answer:
@@ -122,8 +125,49 @@ class Naver(Provider):
         return await poll_units(self.active_units(), poll_chart)
 
     def parse(self, body: Any, now: float, result: PollResult) -> list[Sample]:
-        """Only a body with a `result` and no `error` is a success (NAVER answers most failures
-        with HTTP 200); the point with the newest `logDate` becomes the sample.
+        """The point with the newest `logDate` becomes the sample."""
+        newest = newest_point(
+            self.points(body),
+            lambda point: log_date_to_unix(point.get("logDate"), self.zone),
+            "currentViewerCnt",
+            result,
+        )
+        if newest is None:
+            return []
+        self._check_zone(newest[0], now)
+        return [self.sample(newest[1])]
+
+    def sample(self, viewers: float) -> Sample:
+        return CONCURRENT_VIEWERS.sample(viewers, device=self.settings.device, video_type=self.settings.video_type)
+
+    async def history(self, fetch: Fetcher, start: float, end: float) -> HistoryResult:
+        """The points of the one hour NAVER keeps whose `logDate` lies in `start`..`end`; a start
+        older than that hour is clipped (`kept_since`), which is no failure."""
+        kept_since = time.time() - MAX_AGE
+
+        async def history_of(unit: str, result: HistoryResult) -> list[TimedSample]:
+            async with fetch.get(
+                "current_viewers", f"{self.base_url}{PATH}", params=self.params(), headers=self.headers()
+            ) as answer:
+                raise_unless_ok(answer, vendor_words)
+                found: dict[float, TimedSample] = {}
+                for point in self.points(answer.json()):
+                    ts = log_date_to_unix(point.get("logDate"), self.zone) if isinstance(point, dict) else None
+                    viewers = point.get("currentViewerCnt") if isinstance(point, dict) else None
+                    if ts is None or not is_number(viewers):
+                        result.rejected_points += 1
+                    elif start <= ts <= end:
+                        found[ts] = TimedSample(ts, self.sample(viewers))
+                return [found[ts] for ts in sorted(found)]
+
+        result = await history_units(self.active_units(), history_of)
+        if start < kept_since:
+            result.kept_since = kept_since
+        return result
+
+    def points(self, body: Any) -> list[Any]:
+        """The `result` points. Only a body with a `result` and no `error` is a success (NAVER
+        answers most failures with HTTP 200).
 
         The page's table types `result` as one object (`result.currentViewerCnt`) while its
         example answers a list of points, and types `code` as a string while the example sends
@@ -142,13 +186,7 @@ class Naver(Provider):
             points = [points]
         if not isinstance(points, list):
             raise InvalidBody(f"code {code}: {message} (no result list or object)", status=200)
-        newest = newest_point(
-            points, lambda point: log_date_to_unix(point.get("logDate"), self.zone), "currentViewerCnt", result
-        )
-        if newest is None:
-            return []
-        self._check_zone(newest[0], now)
-        return [CONCURRENT_VIEWERS.sample(newest[1], device=self.settings.device, video_type=self.settings.video_type)]
+        return points
 
     def _check_zone(self, newest: float, now: float) -> None:
         """Warn once (until it is plausible again) when the newest point, read in `timezone`,

@@ -1,0 +1,223 @@
+"""`livestream-exporter backfill`: the vendors' own history for a time range, as an OpenMetrics
+file that `promtool tsdb create-blocks-from openmetrics` turns into blocks (README, "Gap-free
+history"). Exit 0 when every selected source delivered its range, 1 otherwise.
+
+Only vendors that keep a time series take part; the others are named on stderr as skipped and
+never asked (Streams Charts charges credits and keeps no series; Cloudflare keeps day totals).
+Requests go through the same fetcher and rate limits as live polling, so LLS's 100 per minute
+and 1000 per hour hold within this run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import re
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+import aiohttp
+
+from exporter import __version__
+from exporter.config import Config, ConfigError, load_config
+from exporter.families import AUDIENCE_FAMILIES
+from exporter.fetch import SourceFetcher
+from exporter.history import openmetrics
+from exporter.history.series import SeriesSet
+from exporter.metrics import SourceIdentity
+from exporter.providers import providers
+from exporter.providers.base import Provider
+from exporter.ratelimit import SlidingWindowLimiter
+from exporter.settings import parse_duration
+
+TIME_HELP = "RFC 3339 (2026-11-29T10:00:00Z), `now`, or a negative duration from now (-6h, -30m)"
+_LABEL = re.compile(r"([a-zA-Z_][a-zA-Z0-9_]*)=(.*)", re.DOTALL)
+
+
+def parse_time(text: str, now: float) -> float:
+    """TIME_HELP to Unix seconds; ValueError with a message naming the accepted forms."""
+    if text == "now":
+        return now
+    if text.startswith("-"):
+        try:
+            return now - parse_duration(text[1:])
+        except ValueError:
+            pass
+    else:
+        try:
+            parsed = datetime.fromisoformat(text)
+        except ValueError:
+            parsed = None
+        if parsed is not None and parsed.tzinfo is not None:
+            return parsed.timestamp()
+    raise ValueError(f"{text!r}: must be {TIME_HELP}")
+
+
+def parse_label(text: str) -> tuple[str, str]:
+    match = _LABEL.fullmatch(text)
+    if match is None or match.group(1).startswith("__") or match.group(1) in ("source", "provider"):
+        raise argparse.ArgumentTypeError(f"{text!r}: must be NAME=VALUE with a label name other than source/provider")
+    return match.group(1), match.group(2)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="livestream-exporter backfill",
+        description="Write the vendors' history for a time range as OpenMetrics for promtool.",
+        allow_abbrev=False,
+    )
+    parser.add_argument("--config", metavar="PATH", required=True, help="YAML config file")
+    parser.add_argument("--from", dest="start", metavar="TIME", required=True, help=TIME_HELP)
+    parser.add_argument("--to", dest="end", metavar="TIME", required=True, help=TIME_HELP)
+    parser.add_argument(
+        "--source", dest="sources", metavar="NAME", action="append", default=[], help="only this source (repeatable)"
+    )
+    parser.add_argument(
+        "--label",
+        dest="labels",
+        metavar="NAME=VALUE",
+        action="append",
+        type=parse_label,
+        default=[],
+        help="add a label to every series (repeatable; default: global.history.labels)",
+    )
+    parser.add_argument("--output", metavar="PATH", required=True, help="the OpenMetrics file to write")
+    return parser
+
+
+def join_time_values(argv: list[str]) -> list[str]:
+    """`--from -3h` as `--from=-3h`: argparse would read a value starting with `-` as a flag."""
+    joined: list[str] = []
+    waiting: str | None = None
+    for arg in argv:
+        if waiting is not None:
+            joined.append(f"{waiting}={arg}")
+            waiting = None
+        elif arg in ("--from", "--to"):
+            waiting = arg
+        else:
+            joined.append(arg)
+    if waiting is not None:
+        joined.append(waiting)
+    return joined
+
+
+class _Requests:
+    """The fetcher's bookkeeping, reduced to a count for the closing summary."""
+
+    def __init__(self) -> None:
+        self.sent = 0
+
+    def request_done(self, endpoint: str, code: str, seconds: float) -> None:
+        self.sent += 1
+
+    def rate_limited(self) -> None:
+        return None
+
+
+def note(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
+
+
+def write_atomically(path: Path, body: bytes) -> None:
+    directory = path.parent if str(path.parent) else Path(".")
+    fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{path.name}.", suffix=".tmp")
+    with os.fdopen(fd, "wb") as handle:
+        handle.write(body)
+    os.replace(tmp, path)
+
+
+async def collect(
+    config: Config, selected: list[Provider], start: float, end: float, labels: dict[str, str]
+) -> tuple[SeriesSet, bool, int]:
+    """Every selected source's history in one SeriesSet; (series, all delivered, requests sent)."""
+    series = SeriesSet()
+    requests = _Requests()
+    limiters: dict[tuple[str, str], SlidingWindowLimiter] = {}
+    delivered = True
+    async with aiohttp.ClientSession(headers={"User-Agent": f"livestream-exporter/{__version__}"}) as session:
+
+        async def one(provider: Provider) -> bool:
+            key = provider.rate_limit_key()
+            limiter = None
+            if key is not None and provider.rate_limits:
+                limiter = limiters.setdefault((provider.name, key), SlidingWindowLimiter(provider.rate_limits))
+            fetch = SourceFetcher(session, config.global_.timeout, requests, limiter, source=provider.settings.name)
+            result = await provider.history(fetch, start, end)
+            settings = provider.settings
+            identity = SourceIdentity(settings.name, settings.provider, tuple(settings.labels.items()))
+            for points in result.samples.values():
+                series.add(identity, points, labels)
+            if result.kept_since is not None:
+                kept = datetime.fromtimestamp(result.kept_since, UTC).isoformat(timespec="seconds")
+                note(f"{settings.name}: {settings.provider} keeps history only since {kept}; the range is clipped")
+            for unit, error in sorted(result.failures.items()):
+                note(f"{settings.name}: {unit}: {error.reason}")
+            return result.ok
+
+        for ok in await asyncio.gather(*(one(provider) for provider in selected)):
+            delivered = delivered and ok
+    return series, delivered, requests.sent
+
+
+def select(config: Config, names: list[str]) -> tuple[list[Provider], list[str]]:
+    """The providers that take part, and one line per problem (an unknown --source)."""
+    known = {source.name: source for source in config.sources}
+    problems = [f"--source {name}: no such source in {config.path}" for name in names if name not in known]
+    chosen = [known[name] for name in dict.fromkeys(names) if name in known] if names else config.sources
+    selected = []
+    for settings in chosen:
+        provider = providers()[settings.provider](settings)
+        if provider.history_supported:
+            selected.append(provider)
+        else:
+            note(f"{settings.name}: skipped ({settings.provider} keeps no time series to backfill from)")
+    return selected, problems
+
+
+async def run(args: argparse.Namespace) -> int:
+    now = time.time()
+    try:
+        start, end = parse_time(args.start, now), min(parse_time(args.end, now), now)
+        config = load_config(args.config)
+    except ValueError as error:
+        note(f"--from/--to: {error}")
+        return 1
+    except ConfigError as error:
+        for line in error.lines:
+            note(line)
+        return 1
+    if start >= end:
+        note("--from must be earlier than --to (and than now)")
+        return 1
+    selected, problems = select(config, args.sources)
+    for line in problems:
+        note(line)
+    if problems:
+        return 1
+    history = config.global_.history
+    labels = dict(args.labels) if args.labels else dict(history.labels if history else {})
+    series, delivered, requests = await collect(config, selected, start, end, labels)
+    try:
+        write_atomically(Path(args.output), openmetrics.render(series, AUDIENCE_FAMILIES))
+    except OSError as error:
+        note(f"{args.output}: cannot write: {error.strerror or error}")
+        return 1
+    note(
+        f"{args.output}: {series.sample_count} samples in {len(series.series)} series "
+        f"from {len(selected)} sources ({requests} vendor requests)"
+    )
+    return 0 if delivered else 1
+
+
+def main(argv: list[str]) -> int:
+    """Exit 0 or 1 as the contract says; a usage error is a 1 too (argparse alone would say 2)."""
+    try:
+        args = build_parser().parse_args(join_time_values(argv))
+    except SystemExit as exit_:
+        return 1 if exit_.code else 0
+    return asyncio.run(run(args))

@@ -1,0 +1,63 @@
+"""What a provider's `history` hands back: samples with the time the live exporter would have
+first published them. Plain data, like PollResult: no Prometheus here."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass, field
+
+from exporter.poll import PollError, Sample
+
+UNITS_IN_FLIGHT = 4
+"""History requests of one source at once: history is never urgent, and the live poll shares
+the connection pool and the rate budget."""
+
+
+@dataclass(frozen=True, slots=True)
+class TimedSample:
+    timestamp: float
+    """Unix seconds: a Gcore bucket's end, an LLS point's timestamp, a NAVER point's logDate."""
+    sample: Sample
+
+
+@dataclass
+class HistoryResult:
+    """What one history request of one source produced, per unit.
+
+    `kept_since`, when set, is the oldest time the vendor still keeps (NAVER: one hour back),
+    later than the start asked for: the range was clipped, which is no failure.
+    """
+
+    samples: dict[str, list[TimedSample]] = field(default_factory=dict)
+    failures: dict[str, PollError] = field(default_factory=dict)
+    kept_since: float | None = None
+    rejected_points: int = 0
+
+    @property
+    def ok(self) -> bool:
+        return not self.failures
+
+    @property
+    def sample_count(self) -> int:
+        return sum(len(samples) for samples in self.samples.values())
+
+
+async def history_units(
+    units: Iterable[str],
+    fetch_unit: Callable[[str, HistoryResult], Awaitable[list[TimedSample]]],
+) -> HistoryResult:
+    """Ask for each unit's history, a few at a time; one unit's failure never hides the others."""
+    result = HistoryResult()
+    keys = list(units)
+    queue = iter(keys)
+
+    async def worker() -> None:
+        for key in queue:
+            try:
+                result.samples[key] = await fetch_unit(key, result)
+            except PollError as error:
+                result.failures[key] = error
+
+    await asyncio.gather(*(worker() for _ in range(min(UNITS_IN_FLIGHT, len(keys)))))
+    return result
