@@ -51,7 +51,7 @@ class Exporter:
             "name": "cf",
             "provider": "cloudflare",
             "base_url": base_url,
-            "api_token": "t0ken",
+            "api_token": "t0ken-abcdef",
             "account_id": "acc",
             "app_id": "app",
         }

@@ -246,7 +246,13 @@ async def _gcore_scheduler(base_url: str, tmp_path: Path, stream_ids: list[int])
         {
             "global": {"state_dir": str(tmp_path)},
             "sources": [
-                {"name": "g", "provider": "gcore", "base_url": base_url, "api_key": "k3y", "stream_ids": stream_ids}
+                {
+                    "name": "g",
+                    "provider": "gcore",
+                    "base_url": base_url,
+                    "api_key": "k3y-abcdef",
+                    "stream_ids": stream_ids,
+                }
             ],
         },
         "t.yaml",

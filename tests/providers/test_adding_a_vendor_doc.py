@@ -15,7 +15,7 @@ USED_FROM = {
     "exporter.providers.base": ("Provider", "raise_unless_ok", "poll_units", "newest_point"),
     "exporter.poll": ("Fetcher", "PollResult", "Sample", "PollError", "InvalidBody", "ShardView"),
     "exporter.families": ("CONCURRENT_VIEWERS",),
-    "exporter.settings": ("SourceSettings", "SecretStr", "PathSegment"),
+    "exporter.settings": ("SourceSettings", "Secret", "PathSegment"),
     "exporter.demo.faults": ("FaultInjector",),
     "exporter.providers": ("register",),
 }
