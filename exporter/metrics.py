@@ -4,7 +4,7 @@ and HELP come from the one table in `exporter.families`.
 Audience series are rendered to bytes when their source is polled, one piece per (family,
 source), and a scrape only writes those pieces out under one HELP/TYPE header per family (or
 their deflate, prepared once per change in a worker thread), so a scrape never walks the series
-in Python and no step holds the event loop long (see the README's "Performance" section). The
+in Python and no step holds the event loop long (see docs/performance.md). The
 exporter's own metrics are few and live in a prometheus_client registry (exporter.selfmetrics).
 
 Counters built from vendor running totals follow one rule: per series, the highest value seen
@@ -96,7 +96,7 @@ _Unit = tuple[Any, ...]
 
 One flat tuple of a float, strings and bytes is the smallest form Python has, and the garbage
 collector stops tracking it, so 100k series neither fill memory nor lengthen collections (see
-the README's "Performance" section); a class, a NamedTuple or the providers' Sample objects would
+docs/performance.md); a class, a NamedTuple or the providers' Sample objects would
 do both."""
 
 

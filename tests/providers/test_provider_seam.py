@@ -91,6 +91,6 @@ def test_a_path_segment_that_could_change_the_url_is_refused(value: Any) -> None
 
 
 def test_a_numeric_path_segment_is_refused_with_a_hint_to_quote_it() -> None:
-    """Values are never converted between kinds (the README's configuration section)."""
+    """Values are never converted between kinds (docs/configuration.md)."""
     with pytest.raises(ValidationError, match=r"must be a valid string \(write an ID in quotes\)"):
         Fields(segment=41976921163)

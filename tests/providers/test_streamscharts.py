@@ -328,7 +328,7 @@ def test_bad_streamscharts_config_reports_exact_line(tmp_path: Path, source: dic
 
 
 def test_a_stream_id_written_as_a_number_is_refused_with_a_hint_to_quote_it(tmp_path: Path) -> None:
-    """Values are never converted between kinds (see the README's configuration section)."""
+    """Values are never converted between kinds (see docs/configuration.md)."""
     assert config_errors(tmp_path, {"streams": [{**SHROUD, "stream_id": 41976921163}]}) == [
         'config.yaml: sources[0] "sc": streams[0].stream_id: must be a valid string (write an ID in quotes)'
     ]
