@@ -29,6 +29,7 @@ from exporter.history.remote_write import Delivery, RemoteWriter, batches, remot
 from exporter.history.series import SeriesSet
 from exporter.history.settings import HistorySettings
 from exporter.poll import ALL_UNITS, PollError, PollResult
+from exporter.selfmetrics import HISTORY_PENDING, HISTORY_SAMPLES, build
 
 if TYPE_CHECKING:
     from exporter.scheduler import SourceRuntime
@@ -45,21 +46,13 @@ def iso(ts: float) -> str:
 
 
 class HistoryMetrics:
+    """The gap filler's families from `HISTORY_METRICS`, registered once history is configured."""
+
     def __init__(self, registry: CollectorRegistry) -> None:
-        src = ["source", "provider"]
-        self.samples = Counter(
-            "livestream_exporter_history_samples",
-            "Missed samples sent to the remote-write receiver, by outcome (sent, rejected: refused "
-            "for good, failed: still refused after retries).",
-            [*src, "outcome"],
-            registry=registry,
-        )
-        self.pending = Gauge(
-            "livestream_exporter_history_pending_seconds",
-            "Age of the oldest missed point not yet filled (above 0 while a source is failing); 0 when none.",
-            src,
-            registry=registry,
-        )
+        samples, pending = (build(metric, registry) for metric in (HISTORY_SAMPLES, HISTORY_PENDING))
+        assert isinstance(samples, Counter) and isinstance(pending, Gauge)
+        self.samples = samples
+        self.pending = pending
 
 
 @dataclass
