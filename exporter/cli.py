@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from exporter import __version__
-from exporter.config import Config, ConfigError, load_config, parse_config
+from exporter.config import Config, ConfigError, load_config, parse_config, with_sources
 from exporter.demo import RunningSimulators, simulators, start_simulators
 from exporter.demo.faults import FAULT_PATH
 from exporter.families import AUDIENCE_FAMILIES
@@ -63,6 +63,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="livestream-exporter",
         description="Prometheus exporter for live-stream audience figures across streaming vendors.",
         formatter_class=HelpFormatter,
+        allow_abbrev=False,
     )
     parser.add_argument("--config", metavar="PATH", help=f"YAML config file (default: ${CONFIG_ENV})")
     parser.add_argument(
@@ -161,8 +162,7 @@ class Setup:
             shard, total = requested(*self.shard_flags, global_.shard, global_.total_shards, config.path)
         except ShardError as error:
             raise ConfigError([str(error)]) from None
-        config.global_ = global_.model_copy(update={"shard": shard, "total_shards": total})
-        return config
+        return config.model_copy(update={"global_": global_.model_copy(update={"shard": shard, "total_shards": total})})
 
 
 def combine(path: str | None, running: RunningSimulators | None, demo_state_dir: str | None) -> Config:
@@ -170,16 +170,15 @@ def combine(path: str | None, running: RunningSimulators | None, demo_state_dir:
     if running is None:
         assert config is not None
         return config
-    demo = parse_config({"sources": running.sources}, "<demo>", Path(tempfile.gettempdir()))
+    demo_global = {"state_dir": demo_state_dir} if config is None and demo_state_dir else {}
+    demo = parse_config({"global": demo_global, "sources": running.sources}, "<demo>", Path(tempfile.gettempdir()))
     if config is None:
-        demo.global_ = demo.global_.model_copy(update={"state_dir": demo_state_dir})
         return demo
     taken = {source.name for source in config.sources}
     clashes = [source.name for source in demo.sources if source.name in taken]
     if clashes:
         raise ConfigError([f"{path}: sources: names {', '.join(clashes)} are reserved for --demo"])
-    config.sources.extend(demo.sources)
-    return config
+    return with_sources(config, demo.sources)
 
 
 async def prepare(args: argparse.Namespace) -> Setup:
@@ -330,14 +329,14 @@ async def serve(setup: Setup, args: argparse.Namespace, redactor: Redactor, secu
     return 0
 
 
-def apply_sharding(config: Config, args: argparse.Namespace) -> None:
-    """Flags over the config's `global`; the config then holds the resolved shard, except
-    that --check-config leaves `auto` alone (it checks the config, not this host's name)."""
+def apply_sharding(config: Config, args: argparse.Namespace) -> Config:
+    """Flags over the config's `global`: the config holding the resolved shard, except that
+    --check-config leaves `auto` alone (it checks the config, not this host's name)."""
     global_ = config.global_
     shard, total = requested(args.shard, args.total_shards, global_.shard, global_.total_shards, config.path)
     if not args.check_config:
         shard = resolve(shard, total).ordinal
-    config.global_ = global_.model_copy(update={"shard": shard, "total_shards": total})
+    return config.model_copy(update={"global_": global_.model_copy(update={"shard": shard, "total_shards": total})})
 
 
 async def amain(args: argparse.Namespace, redactor: Redactor) -> int:
@@ -361,7 +360,7 @@ async def amain(args: argparse.Namespace, redactor: Redactor) -> int:
         return 1
     try:
         try:
-            apply_sharding(setup.config, args)
+            setup.config = apply_sharding(setup.config, args)
             setup.shard_flags = (args.shard, args.total_shards)
         except ShardError as error:
             print(str(error), file=sys.stderr)

@@ -16,6 +16,7 @@ from exporter.poll import PollResult, Sample
 from exporter.providers.gcore import Gcore, GcoreSettings
 from exporter.providers.sample_table import SampleTable
 from exporter.slices import RELEASED_PER_TURN, release
+from tests.audience import apply, audience_body
 
 NOW = 1_719_836_420.0  # 2024-07-01T12:20:20Z
 CLOSED = NOW // 60 * 60 - 60
@@ -70,17 +71,17 @@ def test_a_table_iterates_indexes_and_compares_as_its_samples() -> None:
 def test_a_table_renders_exactly_as_its_samples_do() -> None:
     big = table(3 * SLICE + 1)
     from_table, from_list = store(), store()
-    from_table.apply("big", PollResult(samples={"all": big}), now=NOW)
-    from_list.apply("big", PollResult(samples={"all": list(big)}), now=NOW)
+    apply(from_table, "big", PollResult(samples={"all": big}), now=NOW)
+    apply(from_list, "big", PollResult(samples={"all": list(big)}), now=NOW)
     for openmetrics in (False, True):
-        assert from_table.render(openmetrics) == from_list.render(openmetrics)
-    assert from_table.render(False).count(b"\n") == 2 + 3 * SLICE + 1
+        assert audience_body(from_table, openmetrics) == audience_body(from_list, openmetrics)
+    assert audience_body(from_table, False).count(b"\n") == 2 + 3 * SLICE + 1
 
 
 def test_a_large_source_is_kept_as_bounded_blocks_in_order() -> None:
     audience = store()
     big = table(40_000)
-    audience.apply("big", PollResult(samples={"all": big}), now=NOW)
+    apply(audience, "big", PollResult(samples={"all": big}), now=NOW)
     pieces = audience.pieces(False)
     assert len(pieces) > 2
     assert all(len(piece) < 2 * BLOCK_BYTES for piece in pieces)
@@ -107,7 +108,7 @@ async def test_applying_one_large_unit_gives_the_loop_turns_while_rendering() ->
 
 
 def gcore(**keys: Any) -> Gcore:
-    return Gcore(GcoreSettings.model_validate({"name": "big", "provider": "gcore", "api_key": "1$k", **keys}))
+    return Gcore(GcoreSettings.model_validate({"name": "big", "provider": "gcore", "api_key": "1$bench-key", **keys}))
 
 
 def reseller_answer(clients: int) -> list[dict[str, Any]]:
@@ -189,5 +190,5 @@ async def test_a_large_answer_remembers_each_clients_newest_bucket_as_the_decode
 def test_many_small_tables_are_joined_into_few_pieces() -> None:
     audience = store()
     small = {str(unit): table(2) for unit in range(1000)}
-    audience.apply("big", PollResult(samples=small), now=NOW)
+    apply(audience, "big", PollResult(samples=small), now=NOW)
     assert len(audience.pieces(False)) == 2

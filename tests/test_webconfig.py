@@ -230,7 +230,7 @@ def test_check_config_validates_the_web_config_too(tmp_path: Path) -> None:
     from tests.conftest import exporter_env
 
     config = tmp_path / "config.yaml"
-    config.write_text("sources:\n  - {name: a, provider: gcore, api_key: k}\n")
+    config.write_text("sources:\n  - {name: a, provider: gcore, api_key: key-0123456}\n")
     web = write_web_config(tmp_path, "tls_server_config: {cert_file: server.crt}\n")
     done = subprocess.run(
         [sys.executable, "-m", "exporter", "--check-config", "--config", str(config), f"--web.config.file={web}"],

@@ -24,7 +24,7 @@ from exporter.poll import WHOLE_SOURCE, Answer, Fetcher, InvalidBody, PollResult
 from exporter.providers import register
 from exporter.providers.base import Provider, poll_units, raise_unless_ok
 from exporter.providers.sample_table import SampleTable
-from exporter.settings import SecretStr, SourceSettings, one_of
+from exporter.settings import Secret, SourceSettings, one_of
 from exporter.slices import release
 
 GRANULARITY_SECONDS = {"1m": 60, "5m": 300, "15m": 900, "1h": 3600, "1d": 86400}
@@ -41,7 +41,10 @@ HISTORY_BUCKETS_PER_REQUEST = 1000
 
 
 class GcoreSettings(SourceSettings):
-    api_key: SecretStr
+    min_interval = 10.0
+    """Buckets close once a minute at the finest; 10s sees a closed one soon after it closes."""
+
+    api_key: Secret
     granularity: one_of(*GRANULARITY_SECONDS) = "1m"  # type: ignore[valid-type]
     stream_ids: list[int] | None = None
     client_user_id: int | None = None
