@@ -84,7 +84,13 @@ def settings(streams: int) -> StreamsChartsSettings:
         {"platform": "twitch", "channel": f"channel{i // 5}", "stream_id": str(10**10 + i)} for i in range(streams)
     ]
     return StreamsChartsSettings.model_validate(
-        {"name": "sc", "provider": "streamscharts", "client_id": "c", "token": "t", "streams": entries}
+        {
+            "name": "sc",
+            "provider": "streamscharts",
+            "client_id": "bench-client",
+            "token": "bench-token",
+            "streams": entries,
+        }
     )
 
 

@@ -81,6 +81,11 @@ class SourceIdentity:
 SeriesKey = tuple[str, Labels]
 CounterEntry = dict[str, Any]
 """One counter as the state file holds it: {"name", "labels", "parts": {part: total}, "unit"}."""
+_Parts = tuple[tuple[str, float], ...]
+_Counter = tuple[str, Labels, _Parts, str | None]
+"""One counter as the store keeps it: (name, labels, ((part, total), ...), unit). Tuples of
+strings and floats only, which the garbage collector stops tracking: 10k streams' counters kept
+as dicts were 20k objects walked by every full collection (see docs/design.md)."""
 FOLDED_PART = "folded"
 """The part holding the sum of day parts that can no longer change."""
 FOLD_AFTER_DAYS = 33
@@ -110,9 +115,8 @@ million series cost a few blocks, not a million bytes objects and a set of their
 class _SourceState:
     identity: SourceIdentity
     units: dict[str, _Unit] = field(default_factory=dict)
-    counters: dict[SeriesKey, CounterEntry] = field(default_factory=dict)
-    """Entries are replaced, never changed in place, so the list `counter_state` hands to the state
-    writer thread stays a consistent snapshot while polls go on."""
+    counters: dict[SeriesKey, _Counter] = field(default_factory=dict)
+    """Entries are tuples, replaced and never changed, so `counter_state` is a consistent snapshot."""
     newest_day: str = ""
     folded_before: str = ""
     """Day parts before this day have been folded into FOLDED_PART."""
@@ -221,7 +225,12 @@ class AudienceStore:
             for entry in entries:
                 restored = restored_counter(entry)
                 if restored is not None:
-                    state.counters[(restored["name"], restored["labels"])] = restored
+                    state.counters[(restored["name"], restored["labels"])] = (
+                        restored["name"],
+                        restored["labels"],
+                        tuple(restored["parts"].items()),
+                        restored["unit"],
+                    )
                     state.newest_day = max([state.newest_day, *filter(_DAY_PART.fullmatch, restored["parts"])])
             if len(state.counters) < len(entries):
                 log.warning(
@@ -252,7 +261,12 @@ class AudienceStore:
     def counter_state(self, source: str) -> dict[str, Any]:
         """What must survive a restart for this source's counters, as JSON-able data: a snapshot
         that later polls never change (entries are replaced, not edited), cheap to take."""
-        return {"counters": list(self._sources[source].counters.values())}
+        return {
+            "counters": [
+                {"name": name, "labels": labels, "parts": dict(parts), "unit": unit}
+                for name, labels, parts, unit in self._sources[source].counters.values()
+            ]
+        }
 
     def _render_steps(
         self, state: _SourceState, samples: Sequence[Sample], rendered: list[Any], result: PollResult
@@ -281,7 +295,7 @@ class AudienceStore:
                 entry = state.counters.get((name, sample.labels))
                 if entry is None:
                     continue
-                value = sum(entry["parts"].values())
+                value = sum(total for _, total in entry[2])
             rendered += (name, state.series_line(name, sample.labels, value))
 
     def _apply_steps(self, source: str, result: PollResult, now: float) -> Iterator[None]:
@@ -415,28 +429,29 @@ def _count(state: _SourceState, unit: str, sample: Sample) -> None:
     key = (sample.name, sample.labels)
     entry = state.counters.get(key)
     if entry is None:
-        parts = {part: value}
+        parts: dict[str, float] = {part: value}
     else:
-        seen = entry["parts"].get(part)
-        if seen is not None and seen >= value and entry["unit"] == unit:
+        parts = dict(entry[2])
+        seen = parts.get(part)
+        if seen is not None and seen >= value and entry[3] == unit:
             return
-        parts = {**entry["parts"], part: value if seen is None else max(seen, value)}
+        parts[part] = value if seen is None else max(seen, value)
         if not math.isfinite(sum(parts.values())):
             return
-    state.counters[key] = {"name": sample.name, "labels": sample.labels, "parts": parts, "unit": unit}
+    state.counters[key] = (sample.name, sample.labels, tuple(parts.items()), unit)
 
 
 def _fold_steps(state: _SourceState, fold_before: str) -> Iterator[None]:
     """Add the day parts older than `fold_before` into FOLDED_PART, order kept so the sum is the same."""
     for count, (key, entry) in enumerate(list(state.counters.items()), 1):
-        old = [part for part in entry["parts"] if part < fold_before and _DAY_PART.fullmatch(part)]
+        parts = dict(entry[2])
+        old = [part for part in parts if part < fold_before and _DAY_PART.fullmatch(part)]
         if old:
-            parts = entry["parts"]
             folded = parts.get(FOLDED_PART, 0.0)
             for part in old:
                 folded += parts[part]
             kept = {part: total for part, total in parts.items() if part != FOLDED_PART and part not in old}
-            state.counters[key] = {**entry, "parts": {FOLDED_PART: folded, **kept}}
+            state.counters[key] = (entry[0], entry[1], ((FOLDED_PART, folded), *kept.items()), entry[3])
         if count % SLICE == 0:
             yield
     state.folded_before = fold_before
@@ -448,7 +463,7 @@ def _forget_steps(state: _SourceState, result: PollResult) -> Iterator[None]:
     covered = result.samples.keys() | result.failures.keys()
     gone = []
     for count, (key, entry) in enumerate(list(state.counters.items()), 1):
-        unit = entry["unit"]
+        unit = entry[3]
         if (unit is None and result.ok) or (unit is not None and unit not in covered):
             gone.append(key)
         if count % SLICE == 0:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import gc
+
 from exporter.families import AUDIENCE_FAMILIES
 from exporter.metrics import AudienceStore, SourceIdentity
 from exporter.poll import ALL_UNITS, PollError, PollResult, Sample
@@ -88,3 +90,21 @@ def test_openmetrics_names_counter_family_without_total_suffix() -> None:
     body = audience_body(audience, True).decode()
     assert "# TYPE livestream_sessions counter\n" in body
     assert "\nlivestream_sessions_total{" in body
+
+
+def test_a_thousand_units_with_counters_leave_almost_nothing_for_the_garbage_collector_to_walk() -> None:
+    audience = store()
+    gc.collect()
+    before = len(gc.get_objects())
+    units = {
+        str(unit): [
+            viewers(str(unit), 5),
+            Sample.of("livestream_sessions_total", 3, part="2026-01-01", stream=str(unit)),
+        ]
+        for unit in range(1000)
+    }
+    apply(audience, "s", PollResult(samples=units), now=0)
+    del units
+    for _ in range(4):  # a tuple is untracked by the first collection that finds its members so
+        gc.collect()
+    assert len(gc.get_objects()) - before < 50

@@ -485,9 +485,10 @@ class StreamsCharts(Provider):
         self.all_units = [u for stream in settings.streams for u in stream_units(stream, settings.metric_sets)]
         self.all_units += [Unit(c.platform, c.channel, None, "standard", carrier=True) for c in settings.channels]
         self.ledger = CreditLedger(self.budget())
-        self.last: dict[str, list[Sample]] = {}
-        self.saved_last: dict[str, tuple[tuple[Any, ...], ...]] = {}
-        """`last` as the state file holds it, made when a unit answers, so saving costs no walk."""
+        self.last: dict[str, tuple[tuple[Any, ...], ...]] = {}
+        """Each unit's last samples as the state file holds them (`_samples_to_json`), made when the
+        unit answers: saving costs no walk, and 10k streams' values are tuples the garbage
+        collector does not track, where Sample objects would lengthen every full collection."""
         self.finished: set[str] = set()
         self.paused = False
 
@@ -575,14 +576,14 @@ class StreamsCharts(Provider):
         result = tally.result
         testing = self.settings.testing_mode
         if not testing and unit.key in self.finished:
-            result.samples[unit.key] = self.last[unit.key]
+            result.samples[unit.key] = self.last_samples(unit)
             return
         charge = None
         if not testing:
             charge = self.ledger.reserve(unit.ledger_key, unit.price, now.timestamp())
             if charge is None:
                 tally.refused.append(unit)
-                result.samples[unit.key] = self.last.get(unit.key, [])
+                result.samples[unit.key] = self.last_samples(unit)
                 return
         answered = False
         try:
@@ -602,10 +603,12 @@ class StreamsCharts(Provider):
                 self.ledger.refund(charge)
         result.samples[unit.key] = samples
         if not testing:
-            self.last[unit.key] = samples
-            self.saved_last[unit.key] = _samples_to_json(samples, unit.labels)
+            self.last[unit.key] = _samples_to_json(samples, unit.labels)
             if ended:
                 self.finished.add(unit.key)
+
+    def last_samples(self, unit: Unit) -> list[Sample]:
+        return _samples_from_json(self.last.get(unit.key, ()), unit.labels)
 
     def params(self, unit: Unit) -> dict[str, str]:
         params = {"platform": unit.platform}
@@ -661,7 +664,7 @@ class StreamsCharts(Provider):
         A snapshot that later polls do not change, taken without walking the samples."""
         return {
             "ledger": self.ledger.export(),
-            "last": dict(self.saved_last),
+            "last": dict(self.last),
             "finished": list(self.finished),
         }
 
@@ -679,8 +682,7 @@ class StreamsCharts(Provider):
             }
         except (TypeError, ValueError):
             last = {}
-        self.last = last
-        self.saved_last = {key: _samples_to_json(samples, units[key].labels) for key, samples in last.items()}
+        self.last = {key: _samples_to_json(samples, units[key].labels) for key, samples in last.items()}
         finished = state.get("finished")
         self.finished = (
             {key for key in finished if isinstance(key, str) and key in last} if isinstance(finished, list) else set()

@@ -4,6 +4,7 @@ ended streams, testing mode, the single-channel route, and the simulator."""
 from __future__ import annotations
 
 import copy
+import gc
 import json
 import logging
 from datetime import UTC, datetime, timedelta
@@ -690,3 +691,13 @@ def test_a_sharded_replica_spends_only_its_share_of_the_budget() -> None:
     sharded = provider(ShardView(budget_share=1 / 3), credits_budget=90)
     assert sharded.ledger.budget == 3000
     assert sharded.default_interval() > provider(credits_budget=90).default_interval()
+
+
+async def test_the_last_values_kept_per_stream_are_not_tracked_by_the_garbage_collector(serve_app, fetcher) -> None:
+    vendor = FakeVendor({"standard": live(fixture_json("streamscharts/standard.json"))})
+    streams_charts = provider(base_url=await serve_app(vendor.app()))
+    await streams_charts.poll(fetcher, NOW)
+    for _ in range(4):  # a tuple is untracked by the first collection that finds its members so
+        gc.collect()
+    assert streams_charts.last
+    assert not any(gc.is_tracked(kept) for kept in streams_charts.last.values())
