@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 from datetime import UTC, datetime
 from typing import Any
 
@@ -255,3 +256,15 @@ async def test_simulator_gives_any_stream_id_a_stable_plausible_audience(serve_a
     assert all(0 <= value < 100_000 for value in values)
     assert len(set(values)) > 20
     assert sum(value == 0 for value in values) < len(values) / 2
+
+
+async def test_what_each_stream_remembers_between_polls_is_not_tracked_by_the_garbage_collector(
+    serve_app, fetcher
+) -> None:
+    vendor = Recorder([[ts(12, 28), 5], [ts(12, 29), 7], [ts(12, 30), 1]])
+    gcore = provider(base_url=await serve_app(vendor.app()), stream_ids=[42, 43])
+    await gcore.poll(fetcher, at(12, 30, 20))
+    for _ in range(3):  # a tuple is untracked by the first collection that finds its members so
+        gc.collect()
+    assert len(gcore._newest) == 2
+    assert not any(gc.is_tracked(remembered) for remembered in gcore._newest.values())
