@@ -29,7 +29,7 @@ from exporter.families import AUDIENCE_FAMILIES
 from exporter.history import backfill
 from exporter.landing import LandingContext, exposed
 from exporter.logs import LEVELS, Redactor, setup_logging
-from exporter.memory import pin_mmap_threshold
+from exporter.memory import collect_garbage_when_quiet, pin_mmap_threshold
 from exporter.metrics import AudienceStore, ExporterMetrics, Exposition
 from exporter.probe import health_probe
 from exporter.providers import providers
@@ -304,9 +304,10 @@ async def serve(setup: Setup, args: argparse.Namespace, redactor: Redactor, secu
     # garbage collection from walking it (a stall of tens of ms per collection otherwise).
     gc.freeze()
     pin_mmap_threshold()
+    loop = asyncio.get_running_loop()
+    collector = loop.create_task(collect_garbage_when_quiet())
     exporter.scheduler.start()
     stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
     reloads: set[asyncio.Task[list[str]]] = set()
@@ -319,6 +320,7 @@ async def serve(setup: Setup, args: argparse.Namespace, redactor: Redactor, secu
     loop.add_signal_handler(signal.SIGHUP, on_sighup)
     await stop.wait()
     log.info("shutting down")
+    collector.cancel()
     for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
         loop.remove_signal_handler(signum)
     await server.stop()

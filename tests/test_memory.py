@@ -1,14 +1,86 @@
-"""The C allocator's mmap threshold is pinned where the C library has `mallopt` (glibc)."""
+"""The C allocator's mmap threshold is pinned where the C library has `mallopt` (glibc), and full
+garbage collections run from the exporter's own task, at quiet moments."""
 
 from __future__ import annotations
 
+import asyncio
+import gc
 import platform
+import weakref
+from collections.abc import Iterator
 
 import pytest
 
-from exporter.memory import pin_mmap_threshold
+from exporter import memory
+from exporter.memory import collect_garbage_when_quiet, pin_mmap_threshold
 
 
 @pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="mallopt is glibc's")
 def test_the_mmap_threshold_is_pinned_on_glibc() -> None:
     assert pin_mmap_threshold() is True
+
+
+class _Cycle:
+    def __init__(self) -> None:
+        self.me = self
+
+
+@pytest.fixture
+def collector_settings(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    thresholds = gc.get_threshold()
+    monkeypatch.setattr(memory, "FULL_COLLECTION_EVERY", 0.0)
+    yield
+    gc.set_threshold(*thresholds)
+
+
+def old_garbage_cycle() -> weakref.ref[_Cycle]:
+    """A reference cycle that reached the old generation while alive, then became garbage: only
+    a full collection frees it."""
+    cycle = _Cycle()
+    gc.collect(1)
+    return weakref.ref(cycle)
+
+
+async def turns(task: asyncio.Task[None], count: int) -> None:
+    for _ in range(count):
+        await asyncio.sleep(0)
+    task.cancel()
+
+
+async def test_cycles_in_the_old_generation_are_freed_by_the_task_when_it_is_small(
+    collector_settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(memory, "QUIET_OLD_OBJECTS", len(gc.get_objects(generation=2)) + 10_000)
+    task = asyncio.ensure_future(collect_garbage_when_quiet())
+    await asyncio.sleep(0)
+    freed = old_garbage_cycle()
+    await turns(task, 3)
+    assert freed() is None
+
+
+async def test_no_full_collection_starts_by_itself_once_the_task_runs(collector_settings) -> None:
+    task = asyncio.ensure_future(collect_garbage_when_quiet())
+    await asyncio.sleep(0)
+    task.cancel()
+    kept = old_garbage_cycle()
+    for _ in range(200):
+        [[object()] for _ in range(10_000)]
+    assert kept() is not None
+    gc.collect()
+
+
+async def test_a_large_old_generation_is_collected_only_after_the_longest_wait(
+    collector_settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(memory, "QUIET_OLD_OBJECTS", 0)
+    now = [0.0]
+    task = asyncio.ensure_future(collect_garbage_when_quiet(clock=lambda: now[0]))
+    await asyncio.sleep(0)
+    kept = old_garbage_cycle()
+    await turns(task, 3)
+    waited = kept() is not None
+    task = asyncio.ensure_future(collect_garbage_when_quiet(clock=lambda: now[0]))
+    await asyncio.sleep(0)
+    now[0] = memory.LONGEST_WITHOUT_FULL_COLLECTION
+    await turns(task, 3)
+    assert (waited, kept()) == (True, None)
