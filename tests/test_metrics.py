@@ -8,6 +8,7 @@ import gzip
 import math
 import shutil
 import subprocess
+import sys
 import zlib
 from collections.abc import Iterator
 from typing import Any
@@ -272,6 +273,23 @@ def test_gzip_body_follows_each_change_of_one_source() -> None:
     assert unpacked == exposition.body(False)
     assert b'source="src-1",provider="gcore",stream="0",client="1",team="t"} 777.0' in unpacked
     assert unpacked.count(b'source="src-1"') == 1
+
+
+def test_a_gzip_scrape_keeps_nothing_of_a_rendering_the_store_has_since_replaced() -> None:
+    exposition = gzip_exposition()
+
+    async def scenario() -> list[int]:
+        await exposition.gzip_body(False)
+        replaced = [piece for piece in exposition.store.pieces(False) if b'source="src-1"' in piece]
+        await exposition.store.apply_sliced(
+            "src-1",
+            PollResult(samples={"0": [Sample.of("livestream_unique_viewers", 777, stream="0", client="1")]}),
+            1001.0,
+        )
+        return [sys.getrefcount(piece) for piece in replaced]
+
+    # the list, the loop's name and getrefcount's argument: nothing else holds them
+    assert asyncio.run(scenario()) == [3]
 
 
 def test_concurrent_gzip_scrapes_after_a_change_get_the_same_valid_body() -> None:
