@@ -38,6 +38,8 @@ from exporter.timetable import Timetable
 log = logging.getLogger(__name__)
 
 USER_AGENT = f"livestream-exporter/{__version__}"
+CREDENTIAL_PAUSED = "429: credential paused"
+"""The retry reason when a 429 paused the source's credential past the backoff's next try."""
 
 
 @dataclass
@@ -212,11 +214,11 @@ class Scheduler:
         result = outcome.result
         self.trends.record(name, result, outcome.at)
         self.gaps.after_poll(runtime, result, outcome.at)
-        self.factory.pause_credential(runtime.provider, result)
+        credential_pause = self.factory.pause_credential(runtime.provider, result)
         runtime.books.poll_done(result, outcome.at)
         runtime.books.units(len(runtime.provider.active_units()))
         runtime.failures = 0 if result.ok or outcome.answered else runtime.failures + 1
-        runtime.retry = self._plan_retry(runtime, result)
+        runtime.retry = self._plan_retry(runtime, result, credential_pause)
         error = None
         if result.ok:
             runtime.failure_log.succeeded()
@@ -227,9 +229,15 @@ class Scheduler:
         runtime.status.finished(result.ok, error, outcome.at, self.timetable.due_at(name))
         return result.ok
 
-    def _plan_retry(self, runtime: SourceRuntime, result: PollResult) -> Retry | None:
-        """Move the next poll as the backoff policy says; None keeps the normal schedule."""
+    def _plan_retry(self, runtime: SourceRuntime, result: PollResult, credential_pause: float | None) -> Retry | None:
+        """Move the next poll as the backoff policy says; None keeps the normal schedule. A 429
+        that paused the source's credential for longer (no `Retry-After`, or an unreadable one)
+        holds this source too: polling before the pause ends would only fail at once."""
         retry = self.backoff.next_try(runtime.interval, result, runtime.failures)
+        if credential_pause is not None:
+            runtime.status.waiting(credential_pause)
+            if retry is None or credential_pause > retry.delay:
+                retry = Retry(credential_pause, CREDENTIAL_PAUSED)
         if retry is not None:
             self.timetable.postpone(runtime.name, retry.delay)
             if retry.why == "Retry-After":
