@@ -401,6 +401,9 @@ class Parser:
                 continue
             counter = metric.family.kind == "counter"
             value = metric.convert(max(0.0, value) if counter else value)
+            if not math.isfinite(value):
+                self.rejected += 1
+                continue
             sample_labels = (*self.unit.labels, *labels, *metric.labels)
             self.samples.append(Sample(metric.family.name, sample_labels, value, self.part if counter else ""))
 
