@@ -76,6 +76,7 @@ class Scheduler:
         self.other_shards: list[str] = []
         self.trends = AudienceHistory()
         self._started = False
+        self._ready = False
         defaults = shared_defaults(config)
         for settings in config.sources:
             runtime = self.factory.build(settings, config, defaults)
@@ -251,8 +252,12 @@ class Scheduler:
             log.debug("polls skipped: the previous one still ran", extra={"source": name, "skipped": count})
 
     def ready(self) -> bool:
-        """Every source has been tried, whatever the answer (see SourceStatus.tried)."""
-        return all(runtime.status.tried for runtime in self.sources.values())
+        """Every source has been tried, whatever the answer (see SourceStatus.tried); once so,
+        for good: a reload that adds sources, or a new shard that restarts them all, must not take
+        every replica out of its Service while a hanging vendor is tried."""
+        if not self._ready:
+            self._ready = all(runtime.status.tried for runtime in self.sources.values())
+        return self._ready
 
 
 async def _cancel(tasks: list[asyncio.Task[bool] | None]) -> None:
