@@ -21,10 +21,8 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from aiohttp import web
-
 from exporter import __version__
-from exporter.config import Config, ConfigError, load_config, parse_config
+from exporter.config import Config, ConfigError, load_config, parse_config, with_sources
 from exporter.demo import RunningSimulators, simulators, start_simulators
 from exporter.demo.faults import FAULT_PATH
 from exporter.families import AUDIENCE_FAMILIES
@@ -35,6 +33,7 @@ from exporter.metrics import AudienceStore, ExporterMetrics, Exposition
 from exporter.probe import health_probe
 from exporter.providers import providers
 from exporter.scheduler import Scheduler
+from exporter.server import HTTPServer
 from exporter.sharding import ShardError, budget_summary, requested, resolve
 from exporter.web import LANDING_KEY, build_app
 from exporter.webconfig import WebSecurity, load_web_config
@@ -161,8 +160,7 @@ class Setup:
             shard, total = requested(*self.shard_flags, global_.shard, global_.total_shards, config.path)
         except ShardError as error:
             raise ConfigError([str(error)]) from None
-        config.global_ = global_.model_copy(update={"shard": shard, "total_shards": total})
-        return config
+        return config.model_copy(update={"global_": global_.model_copy(update={"shard": shard, "total_shards": total})})
 
 
 def combine(path: str | None, running: RunningSimulators | None, demo_state_dir: str | None) -> Config:
@@ -170,16 +168,15 @@ def combine(path: str | None, running: RunningSimulators | None, demo_state_dir:
     if running is None:
         assert config is not None
         return config
-    demo = parse_config({"sources": running.sources}, "<demo>", Path(tempfile.gettempdir()))
+    demo_global = {"state_dir": demo_state_dir} if config is None and demo_state_dir else {}
+    demo = parse_config({"global": demo_global, "sources": running.sources}, "<demo>", Path(tempfile.gettempdir()))
     if config is None:
-        demo.global_ = demo.global_.model_copy(update={"state_dir": demo_state_dir})
         return demo
     taken = {source.name for source in config.sources}
     clashes = [source.name for source in demo.sources if source.name in taken]
     if clashes:
         raise ConfigError([f"{path}: sources: names {', '.join(clashes)} are reserved for --demo"])
-    config.sources.extend(demo.sources)
-    return config
+    return with_sources(config, demo.sources)
 
 
 async def prepare(args: argparse.Namespace) -> Setup:
@@ -282,13 +279,14 @@ async def serve(setup: Setup, args: argparse.Namespace, redactor: Redactor, secu
     app[LANDING_KEY] = LandingContext(
         exposed(args.listen_address, host, security is not None), setup.simulators.base_urls if setup.simulators else {}
     )
-    runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=SHUTDOWN_GRACE)
-    await runner.setup()
-    site = web.TCPSite(runner, host, port, ssl_context=security.ssl_context if security else None)
+    server = HTTPServer(
+        app, host, port, ssl_context=security.ssl_context if security else None, shutdown_timeout=SHUTDOWN_GRACE
+    )
     try:
-        await site.start()
+        await server.start()
     except OSError as error:
         await exporter.scheduler.close()
+        await server.cleanup()
         log.error("cannot listen", extra={"address": args.listen_address, "error": error.strerror or str(error)})
         return 1
     log.info(
@@ -320,22 +318,22 @@ async def serve(setup: Setup, args: argparse.Namespace, redactor: Redactor, secu
     log.info("shutting down")
     for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
         loop.remove_signal_handler(signum)
-    await site.stop()
+    await server.stop()
     await exporter.scheduler.close()
-    await runner.cleanup()
+    await server.cleanup()
     if security is not None:
         security.close()
     return 0
 
 
-def apply_sharding(config: Config, args: argparse.Namespace) -> None:
-    """Flags over the config's `global`; the config then holds the resolved shard, except
-    that --check-config leaves `auto` alone (it checks the config, not this host's name)."""
+def apply_sharding(config: Config, args: argparse.Namespace) -> Config:
+    """Flags over the config's `global`: the config holding the resolved shard, except that
+    --check-config leaves `auto` alone (it checks the config, not this host's name)."""
     global_ = config.global_
     shard, total = requested(args.shard, args.total_shards, global_.shard, global_.total_shards, config.path)
     if not args.check_config:
         shard = resolve(shard, total).ordinal
-    config.global_ = global_.model_copy(update={"shard": shard, "total_shards": total})
+    return config.model_copy(update={"global_": global_.model_copy(update={"shard": shard, "total_shards": total})})
 
 
 async def amain(args: argparse.Namespace, redactor: Redactor) -> int:
@@ -359,7 +357,7 @@ async def amain(args: argparse.Namespace, redactor: Redactor) -> int:
         return 1
     try:
         try:
-            apply_sharding(setup.config, args)
+            setup.config = apply_sharding(setup.config, args)
             setup.shard_flags = (args.shard, args.total_shards)
         except ShardError as error:
             print(str(error), file=sys.stderr)

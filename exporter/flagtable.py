@@ -1,7 +1,7 @@
-"""The README's flag table, generated from the parser that prints `--help`, so the two cannot
-drift apart: tests/test_docs.py fails when they differ.
+"""The flag table of docs/configuration.md, generated from the parser that prints `--help`, so
+the two cannot drift apart: tests/test_docs.py fails when they differ.
 
-    python -m exporter.flagtable README.md     # rewrite the table between its two markers
+    python -m exporter.flagtable docs/configuration.md     # rewrite the table between its markers
 """
 
 from __future__ import annotations
@@ -9,11 +9,11 @@ from __future__ import annotations
 import argparse
 import re
 import sys
-from pathlib import Path
 
 from exporter.cli import build_parser
+from exporter.docblock import rewrite_main
 
-BEGIN = "<!-- flag table: generated from --help by `python -m exporter.flagtable README.md` -->"
+BEGIN = "<!-- flag table: generated from --help by `python -m exporter.flagtable docs/configuration.md` -->"
 END = "<!-- end of flag table -->"
 _DEFAULT_IN_HELP = re.compile(r"\s*\(default: (?P<default>[^()]*)\)")
 
@@ -51,19 +51,8 @@ def flag_table() -> str:
     return "\n".join([BEGIN, *lines, END])
 
 
-def replace_table(text: str) -> str:
-    """`text` with the part from BEGIN to END (both kept) replaced by the current table."""
-    start, end = text.index(BEGIN), text.index(END) + len(END)
-    return text[:start] + flag_table() + text[end:]
-
-
 def main(argv: list[str]) -> int:
-    if len(argv) != 1:
-        print("usage: python -m exporter.flagtable README.md", file=sys.stderr)
-        return 2
-    path = Path(argv[0])
-    path.write_text(replace_table(path.read_text(encoding="utf-8")), encoding="utf-8")
-    return 0
+    return rewrite_main(argv, "python -m exporter.flagtable docs/configuration.md", BEGIN, END, flag_table)
 
 
 if __name__ == "__main__":

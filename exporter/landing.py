@@ -196,4 +196,4 @@ tr:nth-child(even){{background:#f4f4f4}}.num{{text-align:right;font-variant-nume
 <table><tr><th>Source</th><th>Provider</th><th>State</th><th>Viewers now</th><th>Last hour</th>
 <th>Credits left</th><th>Interval</th><th>Last success</th><th>Next poll</th><th>Last error</th></tr>
 {rows}
-</table>{f'<h2>History</h2><ul>{gap_lines}</ul>' if gap_lines else ""}</body></html>"""
+</table>{f"<h2>History</h2><ul>{gap_lines}</ul>" if gap_lines else ""}</body></html>"""

@@ -4,7 +4,7 @@ and HELP come from the one table in `exporter.families`.
 Audience series are rendered to bytes when their source is polled, one piece per (family,
 source), and a scrape only writes those pieces out under one HELP/TYPE header per family (or
 their deflate, prepared once per change in a worker thread), so a scrape never walks the series
-in Python and no step holds the event loop long (see the README's "Performance" section). The
+in Python and no step holds the event loop long (see docs/performance.md). The
 exporter's own metrics are few and live in a prometheus_client registry (exporter.selfmetrics).
 
 Counters built from vendor running totals follow one rule: per series, the highest value seen
@@ -96,7 +96,7 @@ _Unit = tuple[Any, ...]
 
 One flat tuple of a float, strings and bytes is the smallest form Python has, and the garbage
 collector stops tracking it, so 100k series neither fill memory nor lengthen collections (see
-the README's "Performance" section); a class, a NamedTuple or the providers' Sample objects would
+docs/performance.md); a class, a NamedTuple or the providers' Sample objects would
 do both."""
 
 
@@ -176,17 +176,10 @@ class AudienceStore:
         if self._sources.pop(name, None) is not None:
             self.version += 1
 
-    def source_names(self) -> list[str]:
-        return list(self._sources)
-
-    def apply(self, source: str, result: PollResult, now: float) -> None:
-        """Replace the units that answered, keep failed ones until stale, drop the rest."""
-        for _ in self._apply_steps(source, result, now):
-            pass
-
     async def apply_sliced(self, source: str, result: PollResult, now: float) -> None:
-        """`apply`, handing the event loop back every `SLICE` units or lines, so a source with
-        100k series never stalls scrapes or other polls for long."""
+        """Replace the units that answered, keep failed ones until stale, drop the rest; handing
+        the event loop back every `SLICE` units or lines, so a source with 100k series never
+        stalls scrapes or other polls for long."""
         for _ in self._apply_steps(source, result, now):
             await asyncio.sleep(0)
 
@@ -202,10 +195,6 @@ class AudienceStore:
         """What must survive a restart for this source's counters, as JSON-able data: a snapshot
         that later polls never change (entries are replaced, not edited), cheap to take."""
         return {"counters": list(self._sources[source].counters.values())}
-
-    def counter_value(self, source: str, name: str, labels: Labels) -> float:
-        entry = self._sources[source].counters.get((name, labels))
-        return sum(entry["parts"].values()) if entry else 0.0
 
     def _render_unit(self, state: _SourceState, samples: list[Sample], now: float, result: PollResult) -> _Unit:
         """A sample of a family `exporter.families` does not declare is a provider bug: it is
@@ -292,10 +281,6 @@ class AudienceStore:
                 pieces.append(self._headers[(name, openmetrics)])
                 pieces.extend(chunks)
         return pieces
-
-    def render(self, openmetrics: bool) -> bytes:
-        """Every family with at least one series, each under one HELP/TYPE header."""
-        return b"".join(self.pieces(openmetrics))
 
 
 def restored_counter(entry: Any) -> CounterEntry | None:

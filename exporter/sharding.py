@@ -19,9 +19,7 @@ import re
 import socket
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Annotated, Any, Literal
-
-from pydantic import BeforeValidator
+from typing import TYPE_CHECKING, Any, Literal
 
 from exporter.poll import RateLimit
 from exporter.settings import format_duration
@@ -32,6 +30,9 @@ if TYPE_CHECKING:
 AUTO = "auto"
 SHARD_HINT = "must be a shard index (0, 1, 2, ...) or auto"
 TOTAL_HINT = "must be a whole number of at least 1"
+MAX_TOTAL_SHARDS = 100
+"""More replicas than this cannot split the smallest vendor budget (LLS: 100 requests a minute
+per key) into whole shares, and every replica hashes each stream once per shard."""
 _TRAILING_ORDINAL = re.compile(r"-(\d+)$")
 
 
@@ -55,12 +56,10 @@ def parse_total(value: Any) -> int:
     if isinstance(value, str) and value.isdigit():
         value = int(value)
     if isinstance(value, int) and not isinstance(value, bool) and value >= 1:
+        if value > MAX_TOTAL_SHARDS:
+            raise ValueError(f"must be at most {MAX_TOTAL_SHARDS}")
         return value
     raise ValueError(TOTAL_HINT)
-
-
-ShardSetting = Annotated[int | Literal["auto"], BeforeValidator(parse_shard)]
-TotalShards = Annotated[int, BeforeValidator(parse_total)]
 
 
 def score(source: str, unit: str, shard: int) -> int:
@@ -147,8 +146,8 @@ def requested(
     if flag_total is not None:
         try:
             total, total_origin = parse_total(flag_total), "--total-shards"
-        except ValueError:
-            raise ShardError(f"--total-shards: {TOTAL_HINT}, got {flag_total!r}") from None
+        except ValueError as error:
+            raise ShardError(f"--total-shards: {error}, got {flag_total!r}") from None
     shard, shard_origin = config_shard, f"{config_path}: global: shard"
     if flag_shard is not None:
         try:

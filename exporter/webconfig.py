@@ -26,9 +26,6 @@ and the previous one is kept. Switching TLS on or off needs a restart.
 from __future__ import annotations
 
 import asyncio
-import base64
-import binascii
-import hashlib
 import logging
 import os
 import re
@@ -36,17 +33,17 @@ import ssl
 import tempfile
 import time
 from collections.abc import Awaitable, Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import bcrypt
 import yaml
 from aiohttp import web
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 
+from exporter.basicauth import THROTTLED_ANSWER_DELAY, BasicAuth, Verdict
 from exporter.config import ConfigError
+from exporter.server import may_close_while_waiting
 from exporter.settings import StrictModel, one_of, parse_duration
 
 log = logging.getLogger(__name__)
@@ -70,7 +67,9 @@ EXTRA_HEADERS: dict[str, tuple[str, ...]] = {
     "X-XSS-Protection": (),
     "Content-Security-Policy": (),
 }
-_BCRYPT = re.compile(r"^\$2[abxy]?\$\d\d\$[./A-Za-z0-9]{53}$")
+_BCRYPT = re.compile(r"^\$(?P<version>2[a-z]?)\$(?P<cost>\d\d)\$[./A-Za-z0-9]{53}$")
+BCRYPT_VERSIONS = ("2a", "2b", "2x", "2y")
+BCRYPT_COSTS = range(4, 32)
 _UNSUPPORTED = "is not supported by livestream-exporter (Python's ssl module has no equivalent)"
 
 
@@ -161,8 +160,14 @@ class WebConfigModel(StrictModel):
     @classmethod
     def _bcrypt_hashes(cls, users: dict[str, SecretStr]) -> dict[str, SecretStr]:
         for user, hashed in users.items():
-            if not _BCRYPT.match(hashed.get_secret_value()):
+            form = _BCRYPT.match(hashed.get_secret_value())
+            if form is None:
                 raise ValueError(f"{user}: must be a bcrypt hash ($2y$10$...)")
+            if form["version"] not in BCRYPT_VERSIONS:
+                version = form["version"]
+                raise ValueError(f"{user}: bcrypt version ${version}$ is not supported (use $2y$, $2b$ or $2a$)")
+            if int(form["cost"]) not in BCRYPT_COSTS:
+                raise ValueError(f"{user}: bcrypt cost {form['cost']} is outside 04..31")
         return users
 
 
@@ -301,16 +306,12 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 class WebSecurity:
     """Applies a web config to every request: rate limit, extra headers, basic auth."""
 
-    CACHE_SIZE = 1024
-
     def __init__(self, config: WebConfig) -> None:
         self.config = config
         self.ssl_context = config.ssl_context
         self._stamp = _stamp(config.files())
         self._failed_stamp: tuple[tuple[int, int] | None, ...] | None = None
-        self._verdicts: dict[str, bool] = {}
-        self._bcrypt = ThreadPoolExecutor(max_workers=1, thread_name_prefix="bcrypt")
-        self._decoy: bytes | None = None
+        self._auth = BasicAuth(config.users)
         self._bucket = self._new_bucket()
 
     def _new_bucket(self) -> _TokenBucket | None:
@@ -337,41 +338,15 @@ class WebSecurity:
         self.config = WebConfig(fresh.path, fresh.model, self.ssl_context)
         self._stamp = _stamp(self.config.files())
         self._failed_stamp = None
-        self._verdicts.clear()
+        self._auth.update(self.config.users)
         self._bucket = self._new_bucket()
         log.info("web config reloaded", extra={"file": str(self.config.path)})
         return True
 
-    async def _password_ok(self, user: str, password: str) -> bool:
-        users = self.config.users
-        hashed = users.get(user)
-        if hashed is None:
-            if self._decoy is None:
-                self._decoy = bcrypt.hashpw(os.urandom(16).hex().encode(), bcrypt.gensalt(10))
-            target = self._decoy
-        else:
-            target = hashed.encode()
-        key = hashlib.sha256(b"\0".join((user.encode(), target, password.encode()))).hexdigest()
-        verdict = self._verdicts.get(key)
-        if verdict is None:
-            loop = asyncio.get_running_loop()
-            verdict = await loop.run_in_executor(self._bcrypt, bcrypt.checkpw, password.encode(), target)
-            if len(self._verdicts) >= self.CACHE_SIZE:
-                self._verdicts.clear()
-            self._verdicts[key] = verdict
-        return verdict and hashed is not None
-
-    async def _authorized(self, request: web.Request) -> bool:
+    async def _authorized(self, request: web.Request) -> Verdict:
         if not self.config.model.basic_auth_users:
-            return True
-        scheme, _, encoded = request.headers.get("Authorization", "").partition(" ")
-        if scheme.lower() != "basic":
-            return False
-        try:
-            user, sep, password = base64.b64decode(encoded.strip(), validate=True).decode().partition(":")
-        except (binascii.Error, UnicodeDecodeError):
-            return False
-        return bool(sep) and await self._password_ok(user, password)
+            return Verdict.GRANTED
+        return await self._auth.check(request.headers.get("Authorization", ""), request.remote or "")
 
     @web.middleware
     async def middleware(self, request: web.Request, handler: Handler) -> web.StreamResponse:
@@ -379,7 +354,11 @@ class WebSecurity:
         headers = self.config.model.http_server_config.headers
         if self._bucket is not None and not self._bucket.allow():
             response: web.StreamResponse = web.Response(status=429, text="Too Many Requests\n")
-        elif not await self._authorized(request):
+        elif (verdict := await self._authorized(request)) is Verdict.THROTTLED:
+            may_close_while_waiting(request)
+            await asyncio.sleep(THROTTLED_ANSWER_DELAY)
+            response = web.Response(status=429, text="Too Many Requests\n", headers={"Retry-After": "1"})
+        elif verdict is Verdict.DENIED:
             response = web.Response(
                 status=401, text="Unauthorized\n", headers={"WWW-Authenticate": 'Basic realm="livestream-exporter"'}
             )
@@ -393,4 +372,4 @@ class WebSecurity:
         return response
 
     def close(self) -> None:
-        self._bcrypt.shutdown(wait=False, cancel_futures=True)
+        self._auth.close()

@@ -198,9 +198,7 @@ class SimulatorThread:
 
     def fault(self, **fault: Any) -> None:
         """Set the simulator's fault (`POST /_sim/fault`); no arguments clears it."""
-        request = urllib.request.Request(
-            f"{self.base_url}/_sim/fault", data=json.dumps(fault).encode(), method="POST"
-        )
+        request = urllib.request.Request(f"{self.base_url}/_sim/fault", data=json.dumps(fault).encode(), method="POST")
         with urllib.request.urlopen(request, timeout=5) as response:
             response.read()
 

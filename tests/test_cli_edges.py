@@ -64,7 +64,7 @@ def test_once_does_not_announce_a_retry_it_will_never_make(tmp_path: Path) -> No
         "sources:\n"
         "  - name: gcore-down\n"
         "    provider: gcore\n"
-        "    api_key: k\n"
+        "    api_key: key-0123456\n"
         f"    base_url: http://127.0.0.1:{free_port()}\n"
     )
     done = run_exporter_once("--once", "--config", str(config), cwd=tmp_path)

@@ -16,6 +16,7 @@ from exporter.config import parse_config
 from exporter.families import AUDIENCE_FAMILIES
 from exporter.metrics import AudienceStore, ExporterMetrics
 from exporter.scheduler import Scheduler
+from tests.audience import audience_body
 
 ROUTE = "/accounts/acc/realtime/kit/app/analytics/livestreams/daywise"
 
@@ -50,7 +51,7 @@ class Exporter:
             "name": "cf",
             "provider": "cloudflare",
             "base_url": base_url,
-            "api_token": "t0ken",
+            "api_token": "t0ken-abcdef",
             "account_id": "acc",
             "app_id": "app",
         }
@@ -71,7 +72,7 @@ class Exporter:
         return self.sessions()
 
     def sessions(self) -> float | None:
-        text = self.store.render(openmetrics=False).decode()
+        text = audience_body(self.store, False).decode()
         for family in text_string_to_metric_families(text):
             for sample in family.samples:
                 if sample.name == "livestream_sessions_total":

@@ -191,7 +191,13 @@ async def test_streams_charts_calls_at_most_units_in_flight_at_once(serve_app, f
 
 
 def streams_charts_over(base_url: str, streams: list[dict[str, str]]) -> StreamsCharts:
-    settings = {"name": "sc", "provider": "streamscharts", "client_id": "c", "token": "t", "streams": streams}
+    settings = {
+        "name": "sc",
+        "provider": "streamscharts",
+        "client_id": "cid-0123456789",
+        "token": "tok-abcdefghij",
+        "streams": streams,
+    }
     return StreamsCharts(StreamsChartsSettings.model_validate({**settings, "base_url": base_url}))
 
 
@@ -227,8 +233,8 @@ async def scheduler_over(base_url: str, state_dir: Path, stream: dict[str, str])
         "name": "sc",
         "provider": "streamscharts",
         "base_url": base_url,
-        "client_id": "cid",
-        "token": "tok",
+        "client_id": "cid-0123456789",
+        "token": "tok-abcdefghij",
         "streams": [stream],
         "credits_budget": 10,
     }
@@ -248,7 +254,7 @@ def credit_metrics(scheduler: Scheduler) -> tuple[float | None, float | None]:
 
 
 async def test_scheduler_publishes_credits_and_a_restart_keeps_the_ledger(serve_app, tmp_path: Path) -> None:
-    simulator = StreamsChartsSimulator(client_id="cid", token="tok")
+    simulator = StreamsChartsSimulator(client_id="cid-0123456789", token="tok-abcdefghij")
     base_url = await serve_app(simulator.app())
     [live] = [s for s in simulator.streams.values() if s.end is None and s.platform == "twitch"]
     stream = {"platform": "twitch", "channel": live.channel, "stream_id": live.stream_id}

@@ -217,7 +217,7 @@ def test_installed_image_checks_a_config(installed: Path, tmp_path: Path) -> Non
         capture_output=True,
         text=True,
         timeout=60,
-        env=_env(installed, GCORE_API_KEY="123$abc"),
+        env=_env(installed, GCORE_API_KEY="123$abcdefgh"),
         cwd=tmp_path,
     )
     assert done.returncode == 0, done.stderr
@@ -246,7 +246,7 @@ def test_entrypoint_without_a_config_starts_the_demo(installed: Path, tmp_path: 
 
 def test_entrypoint_uses_the_config_it_is_told_about(installed: Path, tmp_path: Path) -> None:
     config = tmp_path / "config.yaml"
-    config.write_text("sources:\n  - name: gcore-prod\n    provider: gcore\n    api_key: k\n")
+    config.write_text("sources:\n  - name: gcore-prod\n    provider: gcore\n    api_key: key-0123456\n")
     by_env = _entrypoint(installed, tmp_path, "--check-config", LIVESTREAM_EXPORTER_CONFIG=str(config))
     by_flag = _entrypoint(installed, tmp_path, "--check-config", "--config", str(config))
     for done in (by_env, by_flag):

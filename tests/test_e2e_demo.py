@@ -34,9 +34,7 @@ def test_demo_output_passes_promtool_check_metrics(run_exporter) -> None:
     exporter = run_exporter("--demo")
     exporter.wait_until(lambda: "livestream_unique_viewers{" in exporter.metrics())
     body = exporter.metrics()
-    done = subprocess.run(
-        [promtool, "check", "metrics"], input=body, capture_output=True, text=True, timeout=30
-    )
+    done = subprocess.run([promtool, "check", "metrics"], input=body, capture_output=True, text=True, timeout=30)
     assert done.returncode == 0, done.stdout + done.stderr
 
 

@@ -224,7 +224,7 @@ async def test_fault_is_a_counted_failed_poll_that_heals_at_the_next_good_answer
 
 
 def test_demo_logs_each_simulators_fault_endpoint_for_curl(run_exporter: Any) -> None:
-    """The README's way to make the demo fail: the fault URL from the log takes a fault."""
+    """docs/operations.md's way to make the demo fail: the fault URL from the log takes a fault."""
     import json
     import re
     import urllib.request
@@ -246,7 +246,13 @@ async def _gcore_scheduler(base_url: str, tmp_path: Path, stream_ids: list[int])
         {
             "global": {"state_dir": str(tmp_path)},
             "sources": [
-                {"name": "g", "provider": "gcore", "base_url": base_url, "api_key": "k3y", "stream_ids": stream_ids}
+                {
+                    "name": "g",
+                    "provider": "gcore",
+                    "base_url": base_url,
+                    "api_key": "k3y-abcdef",
+                    "stream_ids": stream_ids,
+                }
             ],
         },
         "t.yaml",

@@ -155,7 +155,10 @@ async def test_reload_cancels_the_in_flight_poll_of_a_removed_source(serve_app: 
         summary = await asyncio.wait_for(scheduler.reload(parse_config(config, "t.yaml", tmp_path)), 5)
         assert (summary.removed, summary.added) == (["gone"], ["kept"])
         assert await asyncio.wait_for(poll, 1) is False
-        assert list(scheduler.sources) == ["kept"] and scheduler.store.source_names() == ["kept"]
+        assert list(scheduler.sources) == ["kept"]
+        assert scheduler.store.counter_state("kept") == {"counters": []}
+        with pytest.raises(KeyError):
+            scheduler.store.counter_state("gone")
     finally:
         sim.faults.set({})
         await scheduler.close()

@@ -30,6 +30,7 @@ from exporter.metrics import (
     format_value,
 )
 from exporter.poll import PollError, PollResult, Sample
+from tests.audience import apply, audience_body
 
 AWKWARD = [
     "plain",
@@ -111,7 +112,7 @@ def parsed(families: Iterator[Any]) -> dict[str, Any]:
 def store_with(units: dict[str, list[Sample]], source: SourceIdentity, now: float = 1000.0) -> AudienceStore:
     store = AudienceStore(AUDIENCE_FAMILIES, stale_after=300)
     store.add_source(source)
-    store.apply(source.name, PollResult(samples=units), now)
+    apply(store, source.name, PollResult(samples=units), now)
     return store
 
 
@@ -122,7 +123,7 @@ def test_text_exposition_parses_to_what_prometheus_client_renders(constant: str)
     reference = Reference()
     for samples in units.values():
         reference.add(source, samples)
-    ours = store_with(units, source).render(openmetrics=False).decode()
+    ours = audience_body(store_with(units, source), False).decode()
     theirs = reference_text(reference.registry()).decode()
     assert parsed(parse_text(ours)) == parsed(parse_text(theirs))
     assert len(ours.splitlines()) == len(theirs.splitlines())
@@ -135,7 +136,7 @@ def test_openmetrics_exposition_parses_to_what_prometheus_client_renders(constan
     reference = Reference()
     for samples in units.values():
         reference.add(source, samples)
-    ours = store_with(units, source).render(openmetrics=True).decode() + "# EOF\n"
+    ours = audience_body(store_with(units, source), True).decode() + "# EOF\n"
     theirs = reference_openmetrics(reference.registry()).decode()
     assert parsed(parse_openmetrics(ours)) == parsed(parse_openmetrics(theirs))
 
@@ -151,7 +152,7 @@ def test_negative_or_nan_counter_totals_are_not_exposed() -> None:
         "b": [Sample.of("livestream_viewer_seconds_total", math.nan, stream="b")],
         "c": [Sample.of("livestream_viewer_seconds_total", 5, stream="c")],
     }
-    body = store_with(units, identity()).render(openmetrics=True).decode() + "# EOF\n"
+    body = audience_body(store_with(units, identity()), True).decode() + "# EOF\n"
     [family] = parse_openmetrics(body)
     assert [(s.labels["stream"], s.value) for s in family.samples] == [("c", 5.0)]
 
@@ -168,35 +169,30 @@ def test_exporter_own_metrics_follow_the_audience_under_their_own_headers() -> N
 
 def test_a_series_two_units_report_is_written_once() -> None:
     twice = Sample.of("livestream_unique_viewers", 3, stream="x")
-    body = store_with({"a": [twice], "b": [twice]}, identity()).render(openmetrics=False).decode()
+    body = audience_body(store_with({"a": [twice], "b": [twice]}, identity()), False).decode()
     assert body.count('stream="x"') == 1
 
 
 def test_a_unit_whose_labels_change_is_rendered_with_its_new_labels() -> None:
     store = store_with({"a": [Sample.of("livestream_unique_viewers", 3, stream="old")]}, identity())
-    store.apply("src-1", PollResult(samples={"a": [Sample.of("livestream_unique_viewers", 4, stream="new")]}), 1001)
-    [family] = parse_text(store.render(openmetrics=False).decode())
+    apply(store, "src-1", PollResult(samples={"a": [Sample.of("livestream_unique_viewers", 4, stream="new")]}), 1001)
+    [family] = parse_text(audience_body(store, False).decode())
     assert [(s.labels["stream"], s.value) for s in family.samples] == [("new", 4.0)]
 
 
 def test_a_unit_whose_value_changes_keeps_its_labels_and_shows_the_new_value() -> None:
     store = store_with({"a": [Sample.of("livestream_unique_viewers", 3, stream="s")]}, identity(team="t"))
-    store.apply("src-1", PollResult(samples={"a": [Sample.of("livestream_unique_viewers", 9, stream="s")]}), 1001)
-    [family] = parse_text(store.render(openmetrics=False).decode())
+    apply(store, "src-1", PollResult(samples={"a": [Sample.of("livestream_unique_viewers", 9, stream="s")]}), 1001)
+    [family] = parse_text(audience_body(store, False).decode())
     assert [(s.labels, s.value) for s in family.samples] == [
         ({"source": "src-1", "provider": "gcore", "stream": "s", "team": "t"}, 9.0)
     ]
 
 
-def test_sliced_apply_renders_the_same_body_as_apply() -> None:
+def test_a_poll_of_many_slices_renders_every_series_once_in_unit_order() -> None:
     units = {str(i): [Sample.of("livestream_unique_viewers", i, stream=str(i))] for i in range(2500)}
-    plain = store_with(units, identity())
-    sliced = AudienceStore(AUDIENCE_FAMILIES, stale_after=300)
-    sliced.add_source(identity())
-    asyncio.run(sliced.apply_sliced("src-1", PollResult(samples=units), 1000.0))
-    assert sliced.render(openmetrics=False) == plain.render(openmetrics=False)
-    [family] = parse_text(plain.render(openmetrics=False).decode())
-    assert len(family.samples) == 2500
+    [family] = parse_text(audience_body(store_with(units, identity()), False).decode())
+    assert [sample.value for sample in family.samples] == [float(i) for i in range(2500)]
 
 
 def test_failed_unit_keeps_its_values_until_stale_after_then_disappears() -> None:
@@ -208,7 +204,8 @@ def test_failed_unit_keeps_its_values_until_stale_after_then_disappears() -> Non
         identity(),
         now=1000.0,
     )
-    store.apply(
+    apply(
+        store,
         "src-1",
         PollResult(
             samples={"b": [Sample.of("livestream_unique_viewers", 3, stream="b")]}, failures={"a": PollError("x")}
@@ -216,9 +213,9 @@ def test_failed_unit_keeps_its_values_until_stale_after_then_disappears() -> Non
         1200.0,
     )
     asyncio.run(store.expire(1300.0))
-    assert 'stream="a"' in store.render(openmetrics=False).decode()
+    assert 'stream="a"' in audience_body(store, False).decode()
     asyncio.run(store.expire(1300.5))
-    body = store.render(openmetrics=False).decode()
+    body = audience_body(store, False).decode()
     assert 'stream="a"' not in body
     assert 'stream="b"} 3.0' in body
 
@@ -230,7 +227,7 @@ def gzip_exposition(sources: int = 3, streams: int = 200) -> Exposition:
         units = {
             str(i): [Sample.of("livestream_unique_viewers", i * s, stream=str(i), client="1")] for i in range(streams)
         }
-        store.apply(f"src-{s}", PollResult(samples=units), 1000.0)
+        apply(store, f"src-{s}", PollResult(samples=units), 1000.0)
     return Exposition(store, ExporterMetrics("1.2.3", "3.11.0"))
 
 
@@ -261,7 +258,7 @@ def test_gzip_body_follows_each_change_of_one_source() -> None:
 
     async def scenario() -> list[bytes]:
         before = await exposition.gzip_body(False)
-        exposition.store.apply(
+        await exposition.store.apply_sliced(
             "src-1",
             PollResult(samples={"0": [Sample.of("livestream_unique_viewers", 777, stream="0", client="1")]}),
             1001.0,
@@ -307,9 +304,9 @@ def test_promtool_accepts_a_100k_series_exposition() -> None:
             ]
             for stream in range(s * 10_000, (s + 1) * 10_000)
         }
-        store.apply(name, PollResult(samples=units), 1000.0)
+        apply(store, name, PollResult(samples=units), 1000.0)
     store.add_source(identity("awkward", team='a "quoted\\ team\nname'))
-    store.apply("awkward", PollResult(samples=awkward_samples()), 1000.0)
+    apply(store, "awkward", PollResult(samples=awkward_samples()), 1000.0)
     body = Exposition(store, ExporterMetrics("1.2.3", "3.11.0")).body(openmetrics=False)
     assert body.count(b"\nlivestream_unique_viewers{") >= 100_000
     done = subprocess.run([promtool, "check", "metrics"], input=body, capture_output=True, timeout=120)

@@ -24,7 +24,7 @@ def config_with(tmp_path: Path, **sharding: Any) -> Any:
         "name": "g",
         "provider": "gcore",
         "base_url": "http://127.0.0.1:9",
-        "api_key": "k3y",
+        "api_key": "k3y-abcdef",
         "stream_ids": STREAMS,
     }
     return parse_config({"global": {"state_dir": str(tmp_path), **sharding}, "sources": [source]}, "t.yaml", tmp_path)

@@ -31,7 +31,7 @@ def make_scheduler(tmp_path: Path, sources: list[dict], clock: FakeClock | None 
 
 
 def gcore_source(name: str, base_url: str, **extra: object) -> dict:
-    return {"name": name, "provider": "gcore", "base_url": base_url, "api_key": "1$k", **extra}
+    return {"name": name, "provider": "gcore", "base_url": base_url, "api_key": "1$key-abcdef", **extra}
 
 
 def counter(scheduler: Scheduler, name: str, source: str) -> float | None:

@@ -1,5 +1,5 @@
 """The exporter's own metrics come from one table: what is served is what the table declares, the
-README lists each with its type and labels, and a removed source leaves no series behind."""
+metrics page lists each with its type and labels, and a removed source leaves no series behind."""
 
 from __future__ import annotations
 
@@ -29,11 +29,11 @@ def test_what_is_served_is_what_the_table_declares() -> None:
     assert served_families(metrics) == declared
 
 
-def test_the_readme_lists_every_own_metric_with_its_type_and_labels() -> None:
-    readme = (REPO_ROOT / "README.md").read_text(encoding="utf-8")
+def test_the_metrics_page_lists_every_own_metric_with_its_type_and_labels() -> None:
+    readme = (REPO_ROOT / "docs" / "metrics.md").read_text(encoding="utf-8")
     for metric in SELF_METRICS:
         row = re.search(rf"^\| `{metric.name}` \| (\w+) \|([^|]*)\|", readme, re.MULTILINE)
-        assert row is not None, f"{metric.name} is missing from the README's metric table"
+        assert row is not None, f"{metric.name} is missing from docs/metrics.md"
         labels = tuple(label.strip() for label in row.group(2).strip(" `").split(",") if label.strip())
         assert (row.group(1), labels) == (metric.kind, metric.labels), metric.name
 

@@ -18,7 +18,7 @@ global:
   total_shards: 3
   shard: {shard}
 sources:
-  - {{name: a, provider: gcore, api_key: "12$hush", stream_ids: [1, 2, 3]}}
+  - {{name: a, provider: gcore, api_key: "12$hush-hush", stream_ids: [1, 2, 3]}}
 """
 
 

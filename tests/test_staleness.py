@@ -78,7 +78,7 @@ def test_an_interval_not_shorter_than_stale_after_is_warned_about(
     from exporter.metrics import AudienceStore, ExporterMetrics
     from exporter.scheduler import Scheduler
 
-    source = {"provider": "gcore", "api_key": "k3y"}
+    source = {"provider": "gcore", "api_key": "k3y-abcdef"}
     config = parse_config(
         {
             "global": {"stale_after": "5m"},

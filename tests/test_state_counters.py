@@ -21,6 +21,7 @@ from exporter.demo.cloudflare import CloudflareSimulator
 from exporter.families import AUDIENCE_FAMILIES
 from exporter.metrics import FOLD_AFTER_DAYS, FOLDED_PART, AudienceStore, SourceIdentity
 from exporter.poll import ALL_UNITS, PollError, PollResult, Sample
+from tests.audience import apply, audience_body
 from tests.test_counters import Exporter, Vendor
 
 SESSIONS = "livestream_sessions_total"
@@ -37,13 +38,13 @@ def store_with(counter_state: dict[str, Any] | None = None) -> AudienceStore:
 def poll(store: AudienceStore, now: float = NOW, failures: dict[str, PollError] | None = None, **units: Any) -> None:
     """Apply one poll: `unit=[(value, part), ...]` gives each unit's session totals."""
     samples = {unit: [Sample.of(SESSIONS, value, part) for value, part in totals] for unit, totals in units.items()}
-    store.apply("cf", PollResult(samples=samples, failures=failures or {}), now)
+    apply(store, "cf", PollResult(samples=samples, failures=failures or {}), now)
 
 
 def served(store: AudienceStore) -> dict[tuple[tuple[str, str], ...], float]:
     """Session counters as Prometheus's OpenMetrics parser reads the scrape (it rejects the whole
     scrape over a NaN, negative or infinite counter)."""
-    body = (store.render(openmetrics=True) + b"# EOF\n").decode()
+    body = (audience_body(store, True) + b"# EOF\n").decode()
     return {
         tuple(sorted(sample.labels.items())): sample.value
         for family in parse_openmetrics(body)
@@ -96,7 +97,7 @@ def test_state_file_counters_no_counter_can_hold_are_left_out_with_one_line(capl
     assert len(caplog.records) == 1
     for app in ("good", "nan", "negative", "infinite", "overflowing", "string"):
         poll(store, daywise=[])
-        store.apply("cf", PollResult(samples={"daywise": [Sample.of(SESSIONS, 0, "d", app=app)]}), NOW)
+        apply(store, "cf", PollResult(samples={"daywise": [Sample.of(SESSIONS, 0, "d", app=app)]}), NOW)
         assert list(served(store).values()) == ([3.0] if app == "good" else [0.0])
 
 
@@ -133,7 +134,8 @@ def test_days_within_the_window_are_kept_whatever_the_local_clock_says() -> None
 
 def test_a_unit_the_poll_no_longer_covers_takes_its_counters_with_it() -> None:
     store = store_with()
-    store.apply(
+    apply(
+        store,
         "cf",
         PollResult(
             samples={
@@ -143,7 +145,7 @@ def test_a_unit_the_poll_no_longer_covers_takes_its_counters_with_it() -> None:
         ),
         NOW,
     )
-    store.apply("cf", PollResult(samples={"a": [Sample.of(SESSIONS, 1, "", unit="a")]}), NOW)
+    apply(store, "cf", PollResult(samples={"a": [Sample.of(SESSIONS, 1, "", unit="a")]}), NOW)
     assert [entry["unit"] for entry in store.counter_state("cf")["counters"]] == ["a"]
 
 
@@ -163,7 +165,7 @@ def test_counters_saved_without_their_unit_go_after_a_full_poll_that_did_not_rep
     store = store_with({"counters": [entry("kept"), entry("gone")]})
     poll(store, failures={"other": PollError("HTTP 500")})
     assert len(store.counter_state("cf")["counters"]) == 2
-    store.apply("cf", PollResult(samples={"u": [Sample.of(SESSIONS, 1, "", app="kept")]}), NOW)
+    apply(store, "cf", PollResult(samples={"u": [Sample.of(SESSIONS, 1, "", app="kept")]}), NOW)
     assert [(e["labels"], e["unit"]) for e in store.counter_state("cf")["counters"]] == [((("app", "kept"),), "u")]
 
 

@@ -25,7 +25,7 @@ from tests.conftest import free_port, http_get
 OPENMETRICS_ACCEPT = "application/openmetrics-text;version=1.0.0,text/plain;version=0.0.4;q=0.5"
 
 
-def exposition(sources: int, streams: int) -> Exposition:
+async def exposition(sources: int, streams: int) -> Exposition:
     store = AudienceStore(AUDIENCE_FAMILIES, stale_after=300)
     for s in range(sources):
         name = f"src-{s}"
@@ -34,7 +34,7 @@ def exposition(sources: int, streams: int) -> Exposition:
             str(i): [Sample.of("livestream_unique_viewers", i + s, client="1", stream=f"stream {i} ✓")]
             for i in range(streams)
         }
-        store.apply(name, PollResult(samples=units), time.time())
+        await store.apply_sliced(name, PollResult(samples=units), time.time())
     return Exposition(store, ExporterMetrics("1.2.3", "3.11.0"))
 
 
@@ -52,7 +52,7 @@ def metrics_app(served: Exposition, seen: list[dict[str, str]]) -> web.Applicati
 
 
 async def test_large_body_arrives_whole_plain_and_gzipped(serve_app) -> None:
-    served = exposition(sources=3, streams=3000)
+    served = await exposition(sources=3, streams=3000)
     assert max(len(piece) for piece in served.pieces(False)) > WRITE_SLICE
     base_url = await serve_app(metrics_app(served, []))
     async with aiohttp.ClientSession(auto_decompress=False) as session:
@@ -77,7 +77,7 @@ async def test_headers_a_middleware_adds_after_the_handler_reach_every_response(
         return response
 
     app = web.Application(middlewares=[frame_options])
-    app[EXPOSITION_KEY] = exposition(sources=1, streams=10)
+    app[EXPOSITION_KEY] = await exposition(sources=1, streams=10)
     app.router.add_get("/metrics", metrics_handler)
     base_url = await serve_app(app)
     async with aiohttp.ClientSession() as session:
@@ -94,7 +94,7 @@ async def test_prometheus_scrapes_every_series_through_gzip_and_openmetrics(serv
         pytest.skip("prometheus not installed (Debian package prometheus); CI installs it")
     sources, streams = 3, 2000
     seen: list[dict[str, str]] = []
-    base_url = await serve_app(metrics_app(exposition(sources, streams), seen))
+    base_url = await serve_app(metrics_app(await exposition(sources, streams), seen))
     config = tmp_path / "prometheus.yml"
     config.write_text(
         "global: {scrape_interval: 1s, scrape_timeout: 1s}\n"

@@ -123,6 +123,18 @@ BAD_WEB_CONFIGS = [
     ("basic_auth_user: {a: b}\n", "web.yml: basic_auth_user: unknown key"),
     ("basic_auth_users: {alice: hunter2}\n", "web.yml: basic_auth_users: alice: must be a bcrypt hash ($2y$10$...)"),
     (
+        "basic_auth_users: {alice: '$2b$03$" + "a" * 53 + "'}\n",
+        "web.yml: basic_auth_users: alice: bcrypt cost 03 is outside 04..31",
+    ),
+    (
+        "basic_auth_users: {alice: '$2b$99$" + "a" * 53 + "'}\n",
+        "web.yml: basic_auth_users: alice: bcrypt cost 99 is outside 04..31",
+    ),
+    (
+        "basic_auth_users: {alice: '$2$10$" + "a" * 53 + "'}\n",
+        "web.yml: basic_auth_users: alice: bcrypt version $2$ is not supported (use $2y$, $2b$ or $2a$)",
+    ),
+    (
         "http_server_config: {headers: {Server: nginx}}\n",
         "web.yml: http_server_config.headers: header 'Server' cannot be configured (one of Strict-Transport-Security,"
         " X-Content-Type-Options, X-Frame-Options, X-XSS-Protection, Content-Security-Policy)",
@@ -218,7 +230,7 @@ def test_check_config_validates_the_web_config_too(tmp_path: Path) -> None:
     from tests.conftest import exporter_env
 
     config = tmp_path / "config.yaml"
-    config.write_text("sources:\n  - {name: a, provider: gcore, api_key: k}\n")
+    config.write_text("sources:\n  - {name: a, provider: gcore, api_key: key-0123456}\n")
     web = write_web_config(tmp_path, "tls_server_config: {cert_file: server.crt}\n")
     done = subprocess.run(
         [sys.executable, "-m", "exporter", "--check-config", "--config", str(config), f"--web.config.file={web}"],

@@ -1,6 +1,6 @@
 """`livestream-exporter backfill`: the vendors' own history for a time range, as an OpenMetrics
-file that `promtool tsdb create-blocks-from openmetrics` turns into blocks (README, "Gap-free
-history"). Exit 0 when every selected source delivered its range, 1 otherwise.
+file that `promtool tsdb create-blocks-from openmetrics` turns into blocks (docs/history.md).
+Exit 0 when every selected source delivered its range, 1 otherwise.
 
 Only vendors that keep a time series take part; the others are named on stderr as skipped and
 never asked (Streams Charts charges credits and keeps no series; Cloudflare keeps day totals).

@@ -1,5 +1,5 @@
 """Automatic gap filling: what the exporter missed, fetched from the vendor when the source
-answers again and sent to a remote-write receiver (README, "Gap-free history").
+answers again and sent to a remote-write receiver (docs/history.md).
 
 A gap is time the exporter itself missed for a unit: the span since the last poll that
 published it, whether the exporter was down (the time is kept in `state_dir`) or the source was

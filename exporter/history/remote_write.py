@@ -2,7 +2,7 @@
 
 The four messages involved (WriteRequest, TimeSeries, Label, Sample) are encoded by hand: a few
 lines of varints and length prefixes, faster than the protobuf package for this shape and
-without generated code (README, design notes, for the measurement). Labels are sorted by name,
+without generated code (docs/design.md, for the measurement). Labels are sorted by name,
 `__name__` included, as the protocol requires.
 
 A 5xx or 429 is retried with backoff (honouring `Retry-After`); any other 4xx is final, and so

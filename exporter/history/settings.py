@@ -9,7 +9,7 @@ from pydantic import AfterValidator, Field, model_validator
 from exporter.settings import Duration, HttpUrl, LabelName, StrictModel
 
 DEFAULT_MAX_AGE = 7200.0
-"""Two hours: the out-of-order window the README asks receivers for."""
+"""Two hours: the out-of-order window docs/history.md asks receivers for."""
 
 
 def _not_empty(value: str) -> str:

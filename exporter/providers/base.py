@@ -36,7 +36,7 @@ class Provider(ABC):
     spends_credits: ClassVar[bool] = False
     """True for vendors that charge per call: `credits_spent_total` then starts at 0."""
     history_supported: ClassVar[bool] = False
-    """True for vendors that keep a time series `history` can ask for (README, "Gap-free history")."""
+    """True for vendors that keep a time series `history` can ask for (docs/history.md)."""
 
     def __init__(self, settings: SourceSettings, shard: ShardView = WHOLE_SOURCE) -> None:
         self.settings = settings

@@ -19,7 +19,7 @@ from exporter.history.points import HistoryResult, TimedSample, history_units
 from exporter.poll import WHOLE_SOURCE, Fetcher, InvalidBody, PollResult, Sample, ShardView
 from exporter.providers import register
 from exporter.providers.base import Provider, poll_units, raise_unless_ok
-from exporter.settings import SecretStr, SourceSettings, one_of
+from exporter.settings import Secret, SourceSettings, one_of
 
 GRANULARITY_SECONDS = {"1m": 60, "5m": 300, "15m": 900, "1h": 3600, "1d": 86400}
 TOTAL_UNIT = "all"
@@ -32,7 +32,10 @@ HISTORY_BUCKETS_PER_REQUEST = 1000
 
 
 class GcoreSettings(SourceSettings):
-    api_key: SecretStr
+    min_interval = 10.0
+    """Buckets close once a minute at the finest; 10s sees a closed one soon after it closes."""
+
+    api_key: Secret
     granularity: one_of(*GRANULARITY_SECONDS) = "1m"  # type: ignore[valid-type]
     stream_ids: list[int] | None = None
     client_user_id: int | None = None

@@ -34,7 +34,7 @@ from exporter.history.points import HistoryResult, TimedSample, history_units
 from exporter.poll import WHOLE_SOURCE, Fetcher, InvalidBody, PollResult, RateLimit, Sample, ShardView
 from exporter.providers import register
 from exporter.providers.base import Provider, is_count, newest_point, poll_units, raise_unless_ok
-from exporter.settings import NonEmpty, SecretStr, SourceSettings, format_duration, one_of
+from exporter.settings import NonEmpty, Secret, SourceSettings, format_duration, one_of
 
 PATH = "/lls/v1.0/analytics/delivery/queryConcurrentViewers"
 PROTOCOLS = ("http-flv", "ll-hls", "hls/dash")
@@ -66,8 +66,11 @@ ProtocolName = one_of(*PROTOCOLS)
 
 
 class LlsSettings(SourceSettings):
+    min_interval = 30.0
+    """Points are five minutes apart, and a key has 100 calls a minute and 1000 an hour."""
+
     access_key_id: NonEmpty
-    access_key_secret: SecretStr
+    access_key_secret: Secret
     fzone: NonEmpty = "SG"
     domain: NonEmpty
     app: NonEmpty | None = None
@@ -128,7 +131,7 @@ def signed_uri(path: str, query: Mapping[str, str]) -> str:
     """The URI the signature covers: the path alone, without the query string.
 
     The pages list the "request path" among the signed parts and their worked example has no
-    query, so this is our reading (README, LLS section); this function is the only place that
+    query, so this is our reading (docs/vendors/lls.md); this function is the only place that
     decides it, and the simulator makes the same reading with its own code.
     """
     return path

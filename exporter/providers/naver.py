@@ -24,7 +24,7 @@ from exporter.history.points import HistoryResult, TimedSample, history_units
 from exporter.poll import WHOLE_SOURCE, Fetcher, InvalidBody, PollError, PollResult, Sample, ShardView
 from exporter.providers import register
 from exporter.providers.base import Provider, is_count, newest_point, poll_units, raise_unless_ok
-from exporter.settings import NonEmpty, SecretStr, SourceSettings, one_of
+from exporter.settings import NonEmpty, Secret, SourceSettings, one_of
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +47,10 @@ def _iana_zone(value: str) -> str:
 
 
 class NaverSettings(SourceSettings):
-    api_key: SecretStr
+    min_interval = 10.0
+    """Points are a minute apart and no rate limit is documented."""
+
+    api_key: Secret
     project_id: NonEmpty
     device: one_of("PC,Mobile", "PC", "Mobile") = "PC,Mobile"  # type: ignore[valid-type]
     video_type: one_of("VOD,LIVE", "VOD", "LIVE") = "VOD,LIVE"  # type: ignore[valid-type]

@@ -84,7 +84,7 @@ from exporter.families import (
 from exporter.poll import WHOLE_SOURCE, Fetcher, InvalidBody, Labels, PollError, PollResult, Sample, ShardView
 from exporter.providers import register
 from exporter.providers.base import UNITS_IN_FLIGHT, Provider, raise_unless_ok
-from exporter.settings import PathSegment, SecretStr, SourceSettings, StrictModel, one_of
+from exporter.settings import PathSegment, Secret, SourceSettings, StrictModel, one_of
 
 log = logging.getLogger(__name__)
 
@@ -238,8 +238,11 @@ class StreamEntry(ChannelEntry):
 
 
 class StreamsChartsSettings(SourceSettings):
-    client_id: SecretStr
-    token: SecretStr
+    min_interval = 60.0
+    """Every call costs credits, and figures have minute precision."""
+
+    client_id: Secret
+    token: Secret
     streams: list[StreamEntry] = Field(default_factory=list)
     channels: list[ChannelEntry] = Field(default_factory=list)
     metric_sets: list[one_of(*METRIC_SETS)] = Field(default_factory=lambda: ["standard"])  # type: ignore[valid-type]

@@ -15,7 +15,7 @@ USED_FROM = {
     "exporter.providers.base": ("Provider", "raise_unless_ok", "poll_units", "newest_point"),
     "exporter.poll": ("Fetcher", "PollResult", "Sample", "PollError", "InvalidBody", "ShardView"),
     "exporter.families": ("CONCURRENT_VIEWERS",),
-    "exporter.settings": ("SourceSettings", "SecretStr", "PathSegment"),
+    "exporter.settings": ("SourceSettings", "Secret", "PathSegment"),
     "exporter.demo.faults": ("FaultInjector",),
     "exporter.providers": ("register",),
 }
@@ -34,6 +34,11 @@ def test_every_existing_file_the_guide_names_exists(path: str) -> None:
 def test_every_name_the_guide_uses_is_where_it_says(module: str, name: str) -> None:
     assert name in GUIDE
     assert hasattr(importlib.import_module(module), name)
+
+
+def test_the_guide_names_the_vendor_page_where_the_docs_tests_look_for_it() -> None:
+    assert "`docs/vendors/acme.md`" in GUIDE
+    assert (REPO_ROOT / "docs" / "vendors").is_dir()
 
 
 def test_the_guides_provider_sketch_compiles() -> None:

@@ -177,10 +177,12 @@ async def test_failed_poll_does_not_move_the_covered_day(serve_app, fetcher) -> 
 
 
 async def test_simulator_round_trip_gives_yesterday_and_today(serve_app, fetcher) -> None:
-    simulator = CloudflareSimulator(api_token="tok-1", account_id="acc", app_id="app")
+    simulator = CloudflareSimulator(api_token="tok-1-abcdef", account_id="acc", app_id="app")
     base_url = await serve_app(simulator.app())
     now = datetime.now(UTC)
-    result = await provider(base_url=base_url, api_token="tok-1", account_id="acc", app_id="app").poll(fetcher, now)
+    result = await provider(base_url=base_url, api_token="tok-1-abcdef", account_id="acc", app_id="app").poll(
+        fetcher, now
+    )
     assert result.ok, result.failures
     parts = {s.part for s in result.samples["daywise"]}
     assert len(parts) == 2
@@ -191,23 +193,27 @@ async def test_simulator_round_trip_gives_yesterday_and_today(serve_app, fetcher
 
 
 async def test_simulator_rejects_a_wrong_token_with_the_v4_failure_body(serve_app, fetcher) -> None:
-    simulator = CloudflareSimulator(api_token="tok-1", account_id="acc", app_id="app")
+    simulator = CloudflareSimulator(api_token="tok-1-abcdef", account_id="acc", app_id="app")
     base_url = await serve_app(simulator.app())
-    result = await provider(base_url=base_url, api_token="other", account_id="acc", app_id="app").poll(fetcher, NOW)
+    result = await provider(base_url=base_url, api_token="other-token", account_id="acc", app_id="app").poll(
+        fetcher, NOW
+    )
     error = result.failures["daywise"]
     assert (error.status, error.reason) == (403, "10000: Authentication error")
     assert error.credentials_rejected
 
 
 async def test_simulator_answers_the_documented_429_over_1200_requests_in_5_minutes(serve_app, fetcher) -> None:
-    simulator = CloudflareSimulator(api_token="tok-1", account_id="acc", app_id="app", clock=lambda: 1_700_000_000.0)
+    simulator = CloudflareSimulator(
+        api_token="tok-1-abcdef", account_id="acc", app_id="app", clock=lambda: 1_700_000_000.0
+    )
     base_url = await serve_app(simulator.app())
     for _ in range(LIMIT_REQUESTS):
         assert not simulator._rate_limited(1_700_000_000.0)
     async with fetcher.get(
         "x",
         f"{base_url}/accounts/acc/realtime/kit/app/analytics/livestreams/daywise",
-        headers={"Authorization": "Bearer tok-1"},
+        headers={"Authorization": "Bearer tok-1-abcdef"},
     ) as answer:
         assert answer.status == 429
         assert answer.json() == fixture_json("cloudflare/rate_limited_429.json")
@@ -215,10 +221,10 @@ async def test_simulator_answers_the_documented_429_over_1200_requests_in_5_minu
 
 
 async def test_simulator_fault_injection_uses_cloudflare_failure_bodies(serve_app, fetcher) -> None:
-    simulator = CloudflareSimulator(api_token="tok-1", account_id="acc", app_id="app")
+    simulator = CloudflareSimulator(api_token="tok-1-abcdef", account_id="acc", app_id="app")
     base_url = await serve_app(simulator.app())
     simulator.faults.fault = {"status": 503, "times": 1}
-    cloudflare = provider(base_url=base_url, api_token="tok-1", account_id="acc", app_id="app")
+    cloudflare = provider(base_url=base_url, api_token="tok-1-abcdef", account_id="acc", app_id="app")
     failed = await cloudflare.poll(fetcher, datetime.now(UTC))
     assert failed.failures["daywise"].reason == "10002: Service unavailable"
     assert (await cloudflare.poll(fetcher, datetime.now(UTC))).ok

@@ -118,28 +118,28 @@ async def test_html_answer_counts_as_invalid_body(serve_app, fetcher) -> None:
 
 
 async def test_simulator_round_trip(serve_app, fetcher) -> None:
-    simulator = GcoreSimulator(api_key="77$demo")
+    simulator = GcoreSimulator(api_key="77$demo-key")
     base_url = await serve_app(simulator.app())
-    result = await provider(base_url=base_url, api_key="77$demo", stream_ids=[101]).poll(fetcher, datetime.now(UTC))
+    result = await provider(base_url=base_url, api_key="77$demo-key", stream_ids=[101]).poll(fetcher, datetime.now(UTC))
     assert result.ok, result.failures
     [sample] = result.samples["101"]
     assert sample.value > 0
 
 
 async def test_simulator_rejects_a_bearer_token(serve_app, fetcher) -> None:
-    simulator = GcoreSimulator(api_key="77$demo")
+    simulator = GcoreSimulator(api_key="77$demo-key")
     base_url = await serve_app(simulator.app())
     async with fetcher.get(
-        "x", f"{base_url}/streaming/statistics/stream/viewers", headers={"Authorization": "Bearer 77$demo"}
+        "x", f"{base_url}/streaming/statistics/stream/viewers", headers={"Authorization": "Bearer 77$demo-key"}
     ) as answer:
         assert answer.status == 401
 
 
 async def test_simulator_answers_documented_400_without_from_and_to(serve_app, fetcher) -> None:
-    simulator = GcoreSimulator(api_key="77$demo")
+    simulator = GcoreSimulator(api_key="77$demo-key")
     base_url = await serve_app(simulator.app())
     async with fetcher.get(
-        "x", f"{base_url}/streaming/statistics/stream/viewers", headers={"Authorization": "APIKey 77$demo"}
+        "x", f"{base_url}/streaming/statistics/stream/viewers", headers={"Authorization": "APIKey 77$demo-key"}
     ) as answer:
         assert answer.status == 400
         assert answer.json() == {
@@ -149,10 +149,10 @@ async def test_simulator_answers_documented_400_without_from_and_to(serve_app, f
 
 
 async def test_simulator_fault_injection_answers_with_the_documented_500_body(serve_app, fetcher) -> None:
-    simulator = GcoreSimulator(api_key="77$demo")
+    simulator = GcoreSimulator(api_key="77$demo-key")
     base_url = await serve_app(simulator.app())
     simulator.faults.fault = {"status": 500, "times": 1}
-    gcore = provider(base_url=base_url, api_key="77$demo", stream_ids=[101])
+    gcore = provider(base_url=base_url, api_key="77$demo-key", stream_ids=[101])
     failed = await gcore.poll(fetcher, datetime.now(UTC))
     assert failed.failures["101"].reason == "internal server error"
     recovered = await gcore.poll(fetcher, datetime.now(UTC))
@@ -240,13 +240,13 @@ async def test_a_stream_leaving_the_answer_is_forgotten(serve_app, fetcher) -> N
 
 
 async def test_simulator_gives_any_stream_id_a_stable_plausible_audience(serve_app, fetcher) -> None:
-    simulator = GcoreSimulator(api_key="77$demo", clock=lambda: at(12, 30, 20).timestamp())
+    simulator = GcoreSimulator(api_key="77$demo-key", clock=lambda: at(12, 30, 20).timestamp())
     base_url = await serve_app(simulator.app())
     values = []
     for stream_id in range(5000, 5040):
-        gcore = provider(base_url=base_url, api_key="77$demo", stream_ids=[stream_id])
+        gcore = provider(base_url=base_url, api_key="77$demo-key", stream_ids=[stream_id])
         first = await gcore.poll(fetcher, at(12, 30, 20))
-        again = await provider(base_url=base_url, api_key="77$demo", stream_ids=[stream_id]).poll(
+        again = await provider(base_url=base_url, api_key="77$demo-key", stream_ids=[stream_id]).poll(
             fetcher, at(12, 30, 20)
         )
         [sample] = first.samples[str(stream_id)]

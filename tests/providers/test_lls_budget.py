@@ -58,8 +58,8 @@ def test_sources_sharing_a_key_are_summed_and_named() -> None:
 
 
 def test_the_minute_limit_is_checked_too() -> None:
-    [line] = problems(lls_source("a", 200, interval="1s"))
-    assert "make 12000 per minute, over LLS's limit of 100 per minute per access key" in line
+    [line] = problems(lls_source("a", 200, interval="30s"))
+    assert "make 400 per minute, over LLS's limit of 100 per minute per access key" in line
     assert line.endswith("an interval of 12m or longer fits")
 
 

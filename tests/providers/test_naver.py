@@ -208,7 +208,7 @@ def test_a_plausible_newest_point_is_quiet_and_rearms_the_warning(caplog: pytest
     ],
 )
 def test_bad_keys_are_config_errors(keys: dict[str, str], line: str) -> None:
-    source = {"name": "n", "provider": "naver", "api_key": "k", "project_id": "c", **keys}
+    source = {"name": "n", "provider": "naver", "api_key": "k-secret", "project_id": "c", **keys}
     with pytest.raises(ConfigError) as caught:
         parse_config({"sources": [source]}, "config.yaml", Path("."))
     assert caught.value.lines == [f'config.yaml: sources[0] "n": {line}']
@@ -243,7 +243,7 @@ async def test_simulator_answers_sixty_one_minute_points_newest_first_in_seoul_t
 async def test_simulator_refuses_a_wrong_key_inside_a_200(serve_app, fetcher) -> None:
     simulator = NaverSimulator(api_key="k-secret", project_id="company-1")
     base_url = await serve_app(simulator.app())
-    result = await provider(base_url=base_url, api_key="wrong").poll(fetcher, datetime.now(UTC))
+    result = await provider(base_url=base_url, api_key="wrong-key").poll(fetcher, datetime.now(UTC))
     assert result.failures["total"].reason == "Unauthorized: Unauthorized"
     assert fetcher.observer_record.requests == [("current_viewers", "200")]
 

@@ -38,16 +38,24 @@ LLS_EXAMPLE_POINT = datetime(2025, 5, 18, 17, 30, tzinfo=UTC).timestamp()
 
 def naver(**keys: Any) -> Naver:
     return Naver(
-        NaverSettings.model_validate({"name": "n", "provider": "naver", "api_key": "k", "project_id": "c", **keys})
+        NaverSettings.model_validate(
+            {"name": "n", "provider": "naver", "api_key": "k-secret", "project_id": "c", **keys}
+        )
     )
 
 
 def gcore(**keys: Any) -> Gcore:
-    return Gcore(GcoreSettings.model_validate({"name": "g", "provider": "gcore", "api_key": "1$k", **keys}))
+    return Gcore(GcoreSettings.model_validate({"name": "g", "provider": "gcore", "api_key": "1$key-abcdef", **keys}))
 
 
 def lls(**keys: Any) -> Lls:
-    settings = {"name": "l", "provider": "lls", "access_key_id": "id", "access_key_secret": "s", "domain": "d"}
+    settings = {
+        "name": "l",
+        "provider": "lls",
+        "access_key_id": "id",
+        "access_key_secret": "s3cret-value",
+        "domain": "d",
+    }
     return Lls(LlsSettings.model_validate({**settings, **keys}))
 
 
@@ -82,7 +90,7 @@ def test_naver_result_object_with_an_unusable_point_is_a_counted_rejection() -> 
 
 
 async def test_naver_simulator_serving_the_tables_shape_round_trips(serve_app, fetcher) -> None:
-    simulator = NaverSimulator(api_key="k", project_id="c", table_shape=True)
+    simulator = NaverSimulator(api_key="k-secret", project_id="c", table_shape=True)
     base_url = await serve_app(simulator.app())
     result = await naver(base_url=base_url).poll(fetcher, datetime.now(UTC))
     assert result.ok, result.failures
@@ -122,7 +130,7 @@ def test_gcore_flat_array_with_a_lone_trailing_value_rejects_only_that_value() -
 
 
 async def test_gcore_simulator_serving_the_schemas_flat_array_round_trips(serve_app, fetcher) -> None:
-    simulator = GcoreSimulator(api_key="1$k", flat_streams=True)
+    simulator = GcoreSimulator(api_key="1$key-abcdef", flat_streams=True)
     base_url = await serve_app(simulator.app())
     result = await gcore(base_url=base_url, stream_ids=[101]).poll(fetcher, datetime.now(UTC))
     assert result.ok, result.failures
@@ -155,7 +163,7 @@ def test_lls_numeric_timestamp_that_is_no_time_is_rejected(timestamp: Any) -> No
 
 
 async def test_lls_simulator_serving_unix_timestamps_round_trips(serve_app, fetcher) -> None:
-    simulator = LlsSimulator(access_key_id="id", access_key_secret="s", unix_timestamps=True)
+    simulator = LlsSimulator(access_key_id="id", access_key_secret="s3cret-value", unix_timestamps=True)
     base_url = await serve_app(simulator.app())
     result = await lls(base_url=base_url, domain="live.example.com", app="demoapp").poll(fetcher, datetime.now(UTC))
     assert result.ok, result.failures

@@ -90,5 +90,7 @@ def test_a_path_segment_that_could_change_the_url_is_refused(value: Any) -> None
         Fields(segment=value)
 
 
-def test_a_numeric_path_segment_from_yaml_is_the_same_id_as_text() -> None:
-    assert Fields(segment=41976921163).segment == "41976921163"
+def test_a_numeric_path_segment_is_refused_with_a_hint_to_quote_it() -> None:
+    """Values are never converted between kinds (docs/configuration.md)."""
+    with pytest.raises(ValidationError, match=r"must be a valid string \(write an ID in quotes\)"):
+        Fields(segment=41976921163)

@@ -304,7 +304,7 @@ def test_non_carrier_extra_unit_gives_only_extra_series() -> None:
 
 def config_errors(tmp_path: Path, source: dict[str, Any]) -> list[str]:
     path = tmp_path / "config.yaml"
-    base = {"name": "sc", "provider": "streamscharts", "client_id": "c", "token": "t"}
+    base = {"name": "sc", "provider": "streamscharts", "client_id": "cid-0123456789", "token": "tok-abcdefghij"}
     path.write_text(json.dumps({"sources": [{**base, **source}]}))
     with pytest.raises(ConfigError) as caught:
         load_config(str(path))
@@ -345,11 +345,18 @@ def test_bad_streamscharts_config_reports_exact_line(tmp_path: Path, source: dic
     assert config_errors(tmp_path, source) == [expected]
 
 
-def test_numeric_stream_ids_from_yaml_are_accepted(tmp_path: Path) -> None:
+def test_a_stream_id_written_as_a_number_is_refused_with_a_hint_to_quote_it(tmp_path: Path) -> None:
+    """Values are never converted between kinds (see docs/configuration.md)."""
+    assert config_errors(tmp_path, {"streams": [{**SHROUD, "stream_id": 41976921163}]}) == [
+        'config.yaml: sources[0] "sc": streams[0].stream_id: must be a valid string (write an ID in quotes)'
+    ]
+
+
+def test_a_quoted_numeric_stream_id_is_read_as_written(tmp_path: Path) -> None:
     path = tmp_path / "config.yaml"
     path.write_text(
-        "sources:\n  - {name: sc, provider: streamscharts, client_id: c, token: t,\n"
-        "     streams: [{platform: twitch, channel: shroud, stream_id: 41976921163}]}\n"
+        "sources:\n  - {name: sc, provider: streamscharts, client_id: cid-0123456789, token: tok-abcdefghij,\n"
+        "     streams: [{platform: twitch, channel: shroud, stream_id: '41976921163'}]}\n"
     )
     assert load_config(str(path)).sources[0].streams[0].stream_id == "41976921163"
 
@@ -645,7 +652,7 @@ async def test_simulator_testing_mode_is_free_and_describes_another_channel(serv
 
 
 async def test_simulator_rejects_wrong_credentials(serve_app, fetcher) -> None:
-    sim = StreamsChartsSimulator(client_id=CLIENT_ID, token="other")
+    sim = StreamsChartsSimulator(client_id=CLIENT_ID, token="other-token")
     result = await provider(base_url=await serve_app(sim.app()), streams=[sim_entry(sim, True)]).poll(
         fetcher, datetime.now(UTC)
     )
@@ -685,12 +692,16 @@ async def test_simulator_fault_injection_uses_its_error_body(serve_app, fetcher)
     assert (await streams_charts.poll(fetcher, datetime.now(UTC))).credits_spent == 1
 
 
-def test_every_metric_of_both_vendors_is_in_the_readme_metric_table() -> None:
-    rows = [line for line in (REPO_ROOT / "README.md").read_text().splitlines() if line.startswith("| `livestream_")]
-    documented = {row.split("`")[1] for row in rows}
+def documented_metrics(vendor: str) -> set[str]:
+    page = (REPO_ROOT / "docs" / "vendors" / f"{vendor}.md").read_text()
+    return {line.split("`")[1] for line in page.splitlines() if line.startswith("| `livestream_")}
+
+
+def test_every_metric_of_both_vendors_is_in_its_vendor_pages_metric_table() -> None:
     names = {m.family.name for m in (*STANDARD_METRICS, *EXTRA_METRICS, *GAME_METRICS, *SUBS_METRICS, *CHAT_METRICS)}
-    names |= {f.name for f in (*StreamsCharts.families, *Cloudflare.families)}
-    assert names - documented == set()
+    names |= {f.name for f in StreamsCharts.families}
+    assert names - documented_metrics("streamscharts") == set()
+    assert {f.name for f in Cloudflare.families} - documented_metrics("cloudflare") == set()
 
 
 def test_a_sharded_replica_spends_only_its_share_of_the_budget() -> None:
