@@ -23,7 +23,7 @@ import aiohttp
 from exporter import __version__
 from exporter.backoff import DEFAULT_POLICY, BackoffPolicy, Retry
 from exporter.config import Config, ConfigError
-from exporter.fetch import SourceFetcher
+from exporter.fetch import LargeAnswerTurn, SourceFetcher
 from exporter.history.filler import GapFiller
 from exporter.landing import AudienceHistory
 from exporter.metrics import AudienceStore
@@ -71,6 +71,7 @@ class Scheduler:
         self.factory = SourceFactory(self.shard, metrics, redact)
         self.timetable = Timetable(self.poll, self._skipped, clock=clock, sleep=sleep)
         self.session: aiohttp.ClientSession | None = None
+        self.large_answers = LargeAnswerTurn()
         self._closing = False
         self.sources: dict[str, SourceRuntime] = {}
         self.other_shards: list[str] = []
@@ -106,6 +107,7 @@ class Scheduler:
             source=runtime.name,
             max_wait=runtime.interval,
             max_body=self.config.global_.max_response_bytes,
+            large_answers=self.large_answers,
         )
         self.persistence.restore(runtime)
         runtime.books.opened(runtime.provider.spends_credits)

@@ -183,7 +183,7 @@ async def poll_units(
             try:
                 result.samples[key] = await poll_unit(key, result)
             except PollError as error:
-                result.failures[key] = error
+                result.fail(key, error)
 
     await asyncio.gather(*(worker() for _ in range(min(UNITS_IN_FLIGHT, len(keys)))))
     return result

@@ -609,7 +609,7 @@ class StreamsCharts(Provider):
                 answered = True
                 samples, ended = self.parse(unit, answer.json(), now, result)
         except PollError as error:
-            result.failures[unit.key] = error
+            result.fail(unit.key, error)
             return
         finally:
             if charge is not None and answered:
