@@ -62,6 +62,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="livestream-exporter",
         description="Prometheus exporter for live-stream audience figures across streaming vendors.",
         formatter_class=HelpFormatter,
+        allow_abbrev=False,
     )
     parser.add_argument("--config", metavar="PATH", help=f"YAML config file (default: ${CONFIG_ENV})")
     parser.add_argument(

@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 ALL_UNITS = "*"
 """A `PollResult.failures` key meaning the whole poll failed: every unit keeps its values."""
@@ -128,6 +128,14 @@ class Answer(Protocol):
     @property
     def retry_after(self) -> float | None:
         """`Retry-After` in seconds (from seconds or an HTTP date), when present."""
+
+
+@runtime_checkable
+class SignedHeaders(Protocol):
+    """Request headers signed for one send (a date and a nonce): a request sent again, after a
+    429, takes `fresh()` ones rather than repeat a nonce."""
+
+    def fresh(self) -> Mapping[str, str]: ...
 
 
 class Fetcher(Protocol):

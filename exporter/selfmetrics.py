@@ -141,8 +141,32 @@ SELF_METRICS: tuple[SelfMetric, ...] = (
     OWNED_UNITS,
     BUILD_INFO,
 )
+HISTORY_SAMPLES = SelfMetric(
+    "livestream_exporter_history_samples_total",
+    "counter",
+    "Missed samples sent to the remote-write receiver, by outcome (sent, rejected: refused "
+    "for good, failed: still refused after retries).",
+    (*SOURCE, "outcome"),
+)
+HISTORY_PENDING = SelfMetric(
+    "livestream_exporter_history_pending_seconds",
+    "gauge",
+    "Age of the oldest missed point not yet filled (above 0 while a source is failing); 0 when none.",
+    SOURCE,
+)
+HISTORY_METRICS: tuple[SelfMetric, ...] = (HISTORY_SAMPLES, HISTORY_PENDING)
+"""Served only while `global.history` is set (the gap filler registers them)."""
 CREATED_AT_ZERO = (SOURCE_UP, REQUEST_DURATION, POLL_INTERVAL, RATE_LIMITED, POLLS_SKIPPED, REJECTED_POINTS)
 """Per-source families that exist from the source's start (the others appear with a first value)."""
+
+
+def build(metric: SelfMetric, registry: CollectorRegistry) -> MetricWrapperBase:
+    """The prometheus_client family of a table entry, registered in `registry`."""
+    name = metric.name.removesuffix("_total") if metric.kind == "counter" else metric.name
+    if metric.kind == "histogram":
+        return Histogram(name, metric.help, metric.labels, buckets=metric.buckets, registry=registry)
+    kind = Counter if metric.kind == "counter" else Gauge
+    return kind(name, metric.help, metric.labels, registry=registry)
 
 
 class ExporterMetrics:
@@ -151,7 +175,9 @@ class ExporterMetrics:
     def __init__(self, version: str, python_version: str) -> None:
         disable_created_metrics()
         self.registry = CollectorRegistry(auto_describe=True)
-        self.families: dict[str, MetricWrapperBase] = {metric.name: self._build(metric) for metric in SELF_METRICS}
+        self.families: dict[str, MetricWrapperBase] = {
+            metric.name: build(metric, self.registry) for metric in SELF_METRICS
+        }
         self.source_up = self.gauge(SOURCE_UP)
         self.requests = self.counter(REQUESTS)
         self.request_duration = self.histogram(REQUEST_DURATION)
@@ -172,13 +198,6 @@ class ExporterMetrics:
         self.total_shards.set(1)
         self.config_reload_ok.set(1)
         self.build_info.labels(version, python_version).set(1)
-
-    def _build(self, metric: SelfMetric) -> MetricWrapperBase:
-        name = metric.name.removesuffix("_total") if metric.kind == "counter" else metric.name
-        if metric.kind == "histogram":
-            return Histogram(name, metric.help, metric.labels, buckets=metric.buckets, registry=self.registry)
-        kind = Counter if metric.kind == "counter" else Gauge
-        return kind(name, metric.help, metric.labels, registry=self.registry)
 
     def gauge(self, metric: SelfMetric) -> Gauge:
         family = self.families[metric.name]

@@ -142,17 +142,12 @@ def recording_rules() -> set[str]:
 
 
 def exported_metric_names() -> set[str]:
-    """Every series name the exporter can expose: the contract's families and its own metrics."""
-    from prometheus_client import CollectorRegistry
-
+    """Every series name the exporter can expose: the audience families and its own metrics."""
     from exporter.families import AUDIENCE_FAMILIES
-    from exporter.history.filler import HistoryMetrics
-    from exporter.metrics import ExporterMetrics
+    from exporter.selfmetrics import HISTORY_METRICS, SELF_METRICS
 
     names = {family.name for family in AUDIENCE_FAMILIES}
-    suffixes = {"counter": ("_total",), "histogram": ("_bucket", "_sum", "_count"), "gauge": ("",)}
-    history = CollectorRegistry()
-    HistoryMetrics(history)
-    for family in [*ExporterMetrics("0", "0").registry.collect(), *history.collect()]:
-        names |= {family.name + suffix for suffix in suffixes[family.type]}
+    suffixes = {"histogram": ("_bucket", "_sum", "_count")}
+    for metric in (*SELF_METRICS, *HISTORY_METRICS):
+        names |= {metric.name + suffix for suffix in suffixes.get(metric.kind, ("",))}
     return names

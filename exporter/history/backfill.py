@@ -17,6 +17,8 @@ import re
 import sys
 import tempfile
 import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -29,12 +31,19 @@ from exporter.fetch import SourceFetcher
 from exporter.history import openmetrics
 from exporter.history.series import SeriesSet
 from exporter.metrics import SourceIdentity
+from exporter.poll import Answer, RateLimit, SignedHeaders
 from exporter.providers import providers
 from exporter.providers.base import Provider
 from exporter.ratelimit import SlidingWindowLimiter
 from exporter.settings import parse_duration
+from exporter.sources import DEFAULT_RATE_LIMIT_PAUSE
 
 TIME_HELP = "RFC 3339 (2026-11-29T10:00:00Z), `now`, or a negative duration from now (-6h, -30m)"
+RATE_LIMIT_RETRIES = 3
+"""How often a request the vendor refused with 429 is sent again before its unit counts as failed."""
+WINDOW_MARGIN = 2.0
+"""Seconds added to each rate window: the limiter counts a request when it leaves, the vendor when
+it arrives, and a slow first request would otherwise let the window's last one in too early (429)."""
 _LABEL = re.compile(r"([a-zA-Z_][a-zA-Z0-9_]*)=(.*)", re.DOTALL)
 
 
@@ -107,16 +116,25 @@ def join_time_values(argv: list[str]) -> list[str]:
 
 
 class _Requests:
-    """The fetcher's bookkeeping, reduced to a count for the closing summary."""
+    """The fetcher's bookkeeping, reduced to a count for the closing summary, and a note when
+    the run waits for a rate budget (so a long backfill says why it is slow)."""
 
     def __init__(self) -> None:
         self.sent = 0
+        self.said_until = 0.0
+        """When the last wait announced ends: units waiting for the same window say it once."""
 
     def request_done(self, endpoint: str, code: str, seconds: float) -> None:
         self.sent += 1
 
     def rate_limited(self) -> None:
         return None
+
+    def waiting(self, seconds: float) -> None:
+        until = time.monotonic() + seconds
+        if seconds >= 1 and until > self.said_until + 1:
+            note(f"waiting {seconds:.0f}s for a vendor's rate budget")
+        self.said_until = max(self.said_until, until)
 
 
 def note(line: str) -> None:
@@ -131,10 +149,49 @@ def write_atomically(path: Path, body: bytes) -> None:
     os.replace(tmp, path)
 
 
+class WaitingOut429:
+    """The source's fetcher for a backfill: a request the vendor refuses with 429 is sent again,
+    with fresh signed headers, once its `Retry-After` has passed (a minute without one, an hour
+    at most, as when polling), up to RATE_LIMIT_RETRIES times. The pause is the credential's:
+    every request on it waits. Only the refused request is repeated, never a unit's earlier ones."""
+
+    def __init__(self, fetch: SourceFetcher, limiter: SlidingWindowLimiter) -> None:
+        self.fetch = fetch
+        self.limiter = limiter
+
+    @asynccontextmanager
+    async def get(
+        self,
+        endpoint: str,
+        url: str,
+        *,
+        params: Mapping[str, str] | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> AsyncIterator[Answer]:
+        for attempt in range(RATE_LIMIT_RETRIES + 1):
+            if attempt and isinstance(headers, SignedHeaders):
+                headers = headers.fresh()
+            async with self.fetch.get(endpoint, url, params=params, headers=headers) as answer:
+                if answer.status != 429 or attempt == RATE_LIMIT_RETRIES:
+                    yield answer
+                    return
+                wait = answer.retry_after if answer.retry_after is not None else DEFAULT_RATE_LIMIT_PAUSE
+            note(f"{self.fetch.source}: {endpoint}: 429, asking again when the vendor allows")
+            self.limiter.pause(wait)
+
+
 async def collect(
-    config: Config, selected: list[Provider], start: float, end: float, labels: dict[str, str]
+    config: Config,
+    selected: list[Provider],
+    start: float,
+    end: float,
+    labels: dict[str, str],
+    *,
+    clock: Callable[[], float] = time.monotonic,
+    sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
 ) -> tuple[SeriesSet, bool, int]:
-    """Every selected source's history in one SeriesSet; (series, all delivered, requests sent)."""
+    """Every selected source's history in one SeriesSet; (series, all delivered, requests sent).
+    Sources on one credential share its rate budget; `clock` and `sleep` drive the waits."""
     series = SeriesSet()
     requests = _Requests()
     limiters: dict[tuple[str, str], SlidingWindowLimiter] = {}
@@ -142,12 +199,13 @@ async def collect(
     async with aiohttp.ClientSession(headers={"User-Agent": f"livestream-exporter/{__version__}"}) as session:
 
         async def one(provider: Provider) -> bool:
-            key = provider.rate_limit_key()
-            limiter = None
-            if key is not None and provider.rate_limits:
-                limiter = limiters.setdefault((provider.name, key), SlidingWindowLimiter(provider.rate_limits))
+            key = provider.rate_limit_key() or f"source {provider.settings.name}"
+            limits = tuple(
+                RateLimit(limit.requests, limit.per_seconds + WINDOW_MARGIN) for limit in provider.rate_limits
+            )
+            limiter = limiters.setdefault((provider.name, key), SlidingWindowLimiter(limits, clock=clock, sleep=sleep))
             fetch = SourceFetcher(session, config.global_.timeout, requests, limiter, source=provider.settings.name)
-            result = await provider.history(fetch, start, end)
+            result = await provider.history(WaitingOut429(fetch, limiter), start, end)
             settings = provider.settings
             identity = SourceIdentity(settings.name, settings.provider, tuple(settings.labels.items()))
             for points in result.samples.values():

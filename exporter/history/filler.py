@@ -25,10 +25,11 @@ import aiohttp
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from exporter.history.points import HistoryResult
-from exporter.history.remote_write import Delivery, RemoteWriter, Series, batches
+from exporter.history.remote_write import Delivery, RemoteWriter, batches, remote_series
 from exporter.history.series import SeriesSet
 from exporter.history.settings import HistorySettings
 from exporter.poll import ALL_UNITS, PollError, PollResult
+from exporter.selfmetrics import HISTORY_PENDING, HISTORY_SAMPLES, build
 
 if TYPE_CHECKING:
     from exporter.scheduler import SourceRuntime
@@ -45,21 +46,13 @@ def iso(ts: float) -> str:
 
 
 class HistoryMetrics:
+    """The gap filler's families from `HISTORY_METRICS`, registered once history is configured."""
+
     def __init__(self, registry: CollectorRegistry) -> None:
-        src = ["source", "provider"]
-        self.samples = Counter(
-            "livestream_exporter_history_samples",
-            "Missed samples sent to the remote-write receiver, by outcome (sent, rejected: refused "
-            "for good, failed: still refused after retries).",
-            [*src, "outcome"],
-            registry=registry,
-        )
-        self.pending = Gauge(
-            "livestream_exporter_history_pending_seconds",
-            "Age of the oldest missed point not yet filled (above 0 while a source is failing); 0 when none.",
-            src,
-            registry=registry,
-        )
+        samples, pending = (build(metric, registry) for metric in (HISTORY_SAMPLES, HISTORY_PENDING))
+        assert isinstance(samples, Counter) and isinstance(pending, Gauge)
+        self.samples = samples
+        self.pending = pending
 
 
 @dataclass
@@ -244,10 +237,7 @@ class GapFiller:
     async def _deliver(self, runtime: SourceRuntime, gaps: SourceGaps, series: SeriesSet) -> None:
         assert self.metrics is not None and self.settings is not None and runtime.fetcher is not None
         writer = self._remote_writer(runtime.fetcher.session)
-        remote: list[Series] = [
-            (tuple(sorted((("__name__", name), *labels))), [(round(ts * 1000), value) for ts, value in points])
-            for (name, labels), points in series.sorted_series()
-        ]
+        remote = remote_series(series)
         for batch in batches(remote):
             count = sum(len(points) for _, points in batch)
             delivery = await writer.send(batch) if writer else Delivery("failed", "receiver credentials unreadable")

@@ -3,11 +3,11 @@ first published them. Plain data, like PollResult: no Prometheus here."""
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 
 from exporter.poll import PollError, Sample
+from exporter.providers.base import gather_units
 
 UNITS_IN_FLIGHT = 4
 """History requests of one source at once: history is never urgent, and the live poll shares
@@ -47,17 +47,5 @@ async def history_units(
     units: Iterable[str],
     fetch_unit: Callable[[str, HistoryResult], Awaitable[list[TimedSample]]],
 ) -> HistoryResult:
-    """Ask for each unit's history, a few at a time; one unit's failure never hides the others."""
-    result = HistoryResult()
-    keys = list(units)
-    queue = iter(keys)
-
-    async def worker() -> None:
-        for key in queue:
-            try:
-                result.samples[key] = await fetch_unit(key, result)
-            except PollError as error:
-                result.failures[key] = error
-
-    await asyncio.gather(*(worker() for _ in range(min(UNITS_IN_FLIGHT, len(keys)))))
-    return result
+    """Ask for each unit's history, UNITS_IN_FLIGHT at a time, as a poll asks for its units."""
+    return await gather_units(units, fetch_unit, HistoryResult(), UNITS_IN_FLIGHT)

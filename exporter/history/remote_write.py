@@ -26,6 +26,7 @@ import cramjam
 
 from exporter import __version__
 from exporter.fetch import parse_retry_after
+from exporter.history.series import SeriesSet
 from exporter.history.settings import HistorySettings
 from exporter.poll import Labels
 
@@ -88,6 +89,15 @@ def encode_write_request(series: Iterable[Series]) -> bytes:
 def compress(payload: bytes) -> bytes:
     """Snappy *block* format (not the framed stream format), as remote write requires."""
     return bytes(cramjam.snappy.compress_raw(payload))
+
+
+def remote_series(series: SeriesSet) -> list[Series]:
+    """Each series as remote write wants it: labels sorted by name with `__name__` among them,
+    points in time order with millisecond timestamps."""
+    return [
+        (tuple(sorted((("__name__", name), *labels))), [(round(ts * 1000), value) for ts, value in points])
+        for (name, labels), points in series.sorted_series()
+    ]
 
 
 def batches(series: list[Series], limit: int = MAX_SAMPLES_PER_REQUEST) -> list[list[Series]]:

@@ -15,7 +15,7 @@ import math
 from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable, Iterable
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol, TypeVar
 
 from exporter.families import MetricFamily
 from exporter.poll import WHOLE_SOURCE, Answer, Fetcher, PollError, PollResult, RateLimit, Sample, ShardView
@@ -96,6 +96,8 @@ class Provider(ABC):
         return None
 
 
+T = TypeVar("T")
+
 VendorWords = Callable[[Any], str | None]
 """A vendor's reading of its own error body (JSON, never None): its words for the failure, or
 None when the body holds none."""
@@ -168,22 +170,41 @@ finishing them never holds the event loop long (10k requests started at once sta
 seconds)."""
 
 
-async def poll_units(
+class UnitResults(Protocol[T]):
+    """What a poll or a history request fills per unit: its samples, or why it has none."""
+
+    samples: dict[str, list[T]]
+    failures: dict[str, PollError]
+
+
+Results = TypeVar("Results", bound=UnitResults[Any])
+
+
+async def gather_units(
     units: Iterable[str],
-    poll_unit: Callable[[str, PollResult], Awaitable[list[Sample]]],
-) -> PollResult:
-    """Poll independent units concurrently, at most UNITS_IN_FLIGHT at a time; one unit's
-    failure never hides the others' data."""
-    result = PollResult()
+    work: Callable[[str, Results], Awaitable[list[Any]]],
+    result: Results,
+    in_flight: int,
+) -> Results:
+    """Run independent units concurrently, at most `in_flight` at a time, into `result`; one
+    unit's failure never hides the others' data."""
     keys = list(units)
     queue = iter(keys)
 
     async def worker() -> None:
         for key in queue:
             try:
-                result.samples[key] = await poll_unit(key, result)
+                result.samples[key] = await work(key, result)
             except PollError as error:
                 result.fail(key, error)
 
-    await asyncio.gather(*(worker() for _ in range(min(UNITS_IN_FLIGHT, len(keys)))))
+    await asyncio.gather(*(worker() for _ in range(min(in_flight, len(keys)))))
     return result
+
+
+async def poll_units(
+    units: Iterable[str],
+    poll_unit: Callable[[str, PollResult], Awaitable[list[Sample]]],
+) -> PollResult:
+    """Poll independent units, at most UNITS_IN_FLIGHT at a time."""
+    return await gather_units(units, poll_unit, PollResult(), UNITS_IN_FLIGHT)

@@ -163,6 +163,9 @@ class SignedAtSend(Mapping[str, str]):
     def __len__(self) -> int:
         return len(self._signed())
 
+    def fresh(self) -> SignedAtSend:
+        return SignedAtSend(self._build)
+
 
 @dataclass(frozen=True, slots=True)
 class Query:

@@ -13,13 +13,15 @@ from typing import Any
 
 import pytest
 import yaml
+from aiohttp import web
 
+from exporter.config import parse_config
 from exporter.demo.cloudflare import CloudflareSimulator
 from exporter.demo.gcore import BUCKETS, GcoreSimulator
 from exporter.demo.lls import LlsSimulator
 from exporter.demo.naver import NaverSimulator
 from exporter.demo.streamscharts import StreamsChartsSimulator
-from exporter.history.backfill import join_time_values, parse_time
+from exporter.history.backfill import collect, join_time_values, parse_time, select
 from tests.conftest import exporter_env
 from tests.promserver import PrometheusServer, prometheus_binary
 
@@ -112,3 +114,94 @@ def test_backfill_file_imports_with_promtool_and_prometheus_answers_the_simulato
         for ts, value in series["values"]:
             assert started - 2400 <= float(ts) <= time.time() - 600, "only points inside --from..--to"
             assert float(value) == expected_value(sims, series["metric"], float(ts)), (series["metric"], ts)
+
+
+class FakeTime:
+    """The limiter's clock and sleep, and the simulator's clock: a wait passes at once and is recorded."""
+
+    def __init__(self) -> None:
+        self.start = time.time()
+        self.passed = 0.0
+        self.waits: list[float] = []
+
+    def monotonic(self) -> float:
+        return self.passed
+
+    def wall(self) -> float:
+        return self.start + self.passed
+
+    async def sleep(self, seconds: float) -> None:
+        self.waits.append(seconds)
+        self.passed += seconds
+
+
+async def collect_lls(
+    sim: LlsSimulator, base_url: str, start: float, end: float, clock: FakeTime, sources: tuple[str, ...] = ()
+) -> Any:
+    config = parse_config({"sources": sim.demo_sources(base_url)}, "c.yaml", Path("."))
+    selected, _ = select(config, list(sources))
+    for provider in selected:
+        provider.clock = clock.wall  # type: ignore[attr-defined]
+    return await collect(config, selected, start, end, {}, clock=clock.monotonic, sleep=clock.sleep)
+
+
+async def test_backfill_waits_for_the_lls_budgets_per_minute_and_per_hour_rather_than_failing(serve_app: Any) -> None:
+    clock = FakeTime()
+    sim = LlsSimulator(clock=clock.wall)
+    base_url = await serve_app(sim.app())
+
+    series, delivered, requests = await collect_lls(sim, base_url, clock.wall() - 210 * 86400, clock.wall(), clock)
+
+    assert delivered and requests == len(sim.requests) > 1000
+    assert sim.answered == requests, "no request over 100 per minute or 1000 per hour"
+    assert clock.waits and series.sample_count > 0
+
+
+async def test_backfill_retries_after_an_lls_429_once_its_retry_after_has_passed(serve_app: Any) -> None:
+    clock = FakeTime()
+    sim = LlsSimulator(clock=clock.wall)
+    base_url = await serve_app(sim.app())
+    sim.faults.set({"status": 429, "retry_after": "30", "times": 1})
+
+    series, delivered, requests = await collect_lls(sim, base_url, clock.wall() - 3 * 3600, clock.wall(), clock)
+
+    assert delivered, "a 429 is waited out, not a failure"
+    assert clock.waits == [30.0]
+    assert requests == len(sim.requests) + 1, "the refused request is asked again, once"
+    assert len(series.series) == len(sim.demo_sources(base_url)[0]["streams"]) * 2 + 1, "every unit delivered"
+
+
+async def test_after_a_429_only_the_refused_request_is_sent_again_signed_afresh(serve_app: Any) -> None:
+    clock = FakeTime()
+    sim = LlsSimulator(clock=clock.wall)
+    app = sim.app()
+    seen: list[str] = []
+
+    @web.middleware
+    async def refuse_the_third(request: web.Request, handler: Any) -> web.StreamResponse:
+        seen.append(request.headers["X-SFD-Nonce"])
+        if len(seen) == 3:
+            return web.json_response({"code": "RateLimit.Exceeded"}, status=429, headers={"Retry-After": "5"})
+        return await handler(request)
+
+    app.middlewares.append(refuse_the_third)
+    base_url = await serve_app(app)
+
+    _, delivered, requests = await collect_lls(
+        sim, base_url, clock.wall() - 5 * 86400, clock.wall(), clock, sources=("demo-lls-region",)
+    )
+
+    assert delivered and clock.waits == [5.0]
+    asked = [tuple(sorted(query.items())) for query in sim.requests]
+    assert len(asked) == len(set(asked)) == requests - 1, "each day asked once, the refused one twice"
+    assert len(set(seen)) == len(seen), "the repeated request is signed afresh"
+
+
+def test_the_exporter_takes_no_abbreviated_flag_either(tmp_path: Path) -> None:
+    """`livestream-exporter --to 2` (backfill's flag, without `backfill`) is no `--total-shards 2`."""
+    done = subprocess.run(
+        [sys.executable, "-m", "exporter", "--demo", "--to", "2", "--check-config"],
+        capture_output=True, text=True, timeout=60, env=exporter_env(), cwd=tmp_path,
+    )  # fmt: skip
+    assert done.returncode != 0
+    assert "--to" in done.stderr
