@@ -9,11 +9,23 @@ failure is seen (until the source recovers), at debug level after that, never a 
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Callable
 
 from exporter.poll import ALL_UNITS, PollError, PollResult
 
 log = logging.getLogger(__name__)
+
+MAX_REASON_CHARS = 500
+"""The longest failure reason logged or shown: a vendor's error text may be a megabyte long."""
+LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def fit_to_show(text: str) -> str:
+    """A reason a log line and a web page can carry: a lone surrogate (a vendor's message cut
+    inside an emoji) cannot be encoded and becomes U+FFFD; past MAX_REASON_CHARS it is cut."""
+    text = LONE_SURROGATE.sub("\ufffd", text)
+    return text if len(text) <= MAX_REASON_CHARS else text[: MAX_REASON_CHARS - 1] + "…"
 
 
 def failure_kind(error: PollError) -> str:
@@ -57,8 +69,9 @@ class FailureLog:
 
     def failed(self, result: PollResult, next_try: tuple[float, str] | None) -> str:
         """Log the failed poll, with when and why the next try comes when one is planned (not so
-        with `--once`); returns its redacted reason (the landing page's last error)."""
-        reason = self.redact(describe_failures(result.failures))
+        with `--once`); returns its redacted reason (the landing page's last error). Redacted
+        before it is cut, so a cut never leaves part of a secret behind."""
+        reason = fit_to_show(self.redact(describe_failures(result.failures)))
         kinds = frozenset(failure_kind(error) for error in result.failures.values())
         credentials = any(error.credentials_rejected for error in result.failures.values())
         extra = {"source": self.source, "provider": self.provider, "reason": reason}

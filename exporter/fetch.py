@@ -110,14 +110,31 @@ JOIN_IN_THREAD_BYTES = 1024 * 1024
 million Gcore clients, held the event loop ~50 ms; `bytes(bytearray)` holds the GIL throughout)."""
 
 
+LARGE_ANSWER_BYTES = 4 * 1024 * 1024
+"""An answer read past this size waits for its turn (see LargeAnswerTurn); the vendors' usual
+answers are far smaller and never wait."""
+
+
 class AnswerTooLarge(Exception):
     """The answer's body, after decompression, is larger than the configured limit."""
 
 
-async def read_capped(response: aiohttp.ClientResponse, limit: int) -> bytes:
+class LargeAnswerTurn:
+    """Answers grow past `threshold` bytes one at a time. `max_response_bytes` bounds one answer;
+    without a turn, a source whose 32 units in flight all answer a 200 MB body (or many sources
+    at once) would hold 32 times that before each is given up. A waiting read holds at most
+    `threshold` plus one chunk, and its request timeout still runs."""
+
+    def __init__(self, threshold: int = LARGE_ANSWER_BYTES) -> None:
+        self.threshold = threshold
+        self.lock = asyncio.Lock()
+
+
+async def read_capped(response: aiohttp.ClientResponse, limit: int, turn: LargeAnswerTurn | None = None) -> bytes:
     """The body, read in chunks after decompression and given up as soon as it passes `limit`:
     a gzip bomb, a 200 MB answer or an endless chunked one costs one chunk over the limit, not
-    the whole body."""
+    the whole body. What was read is dropped before the error leaves: the error's traceback
+    keeps this frame, and the failed poll keeps the error."""
     if (
         response.content_length is not None
         and response.content_length > limit
@@ -126,14 +143,23 @@ async def read_capped(response: aiohttp.ClientResponse, limit: int) -> bytes:
         raise AnswerTooLarge
     chunks: list[bytes] = []
     size = 0
-    async for chunk in response.content.iter_chunked(READ_CHUNK):
-        size += len(chunk)
-        if size > limit:
-            raise AnswerTooLarge
-        chunks.append(chunk)
-    if size < JOIN_IN_THREAD_BYTES:
-        return b"".join(chunks)
-    return await asyncio.to_thread(b"".join, chunks)
+    holds_turn = False
+    try:
+        async for chunk in response.content.iter_chunked(READ_CHUNK):
+            size += len(chunk)
+            if size > limit:
+                chunks.clear()
+                raise AnswerTooLarge
+            if turn is not None and not holds_turn and size > turn.threshold:
+                await turn.lock.acquire()
+                holds_turn = True
+            chunks.append(chunk)
+        if size < JOIN_IN_THREAD_BYTES:
+            return b"".join(chunks)
+        return await asyncio.to_thread(b"".join, chunks)
+    finally:
+        if holds_turn and turn is not None:
+            turn.lock.release()
 
 
 class SourceFetcher:
@@ -148,6 +174,7 @@ class SourceFetcher:
         source: str = "",
         max_wait: float = math.inf,
         max_body: int = DEFAULT_MAX_RESPONSE_BYTES,
+        large_answers: LargeAnswerTurn | None = None,
     ) -> None:
         self.session = session
         self.timeout = aiohttp.ClientTimeout(total=timeout)
@@ -159,6 +186,8 @@ class SourceFetcher:
         one fails the poll at once, with the wait as its `Retry-After`, rather than hold it."""
         self.max_body = max_body
         """`global.max_response_bytes`: the largest answer read, after decompression."""
+        self.large_answers = large_answers
+        """Shared by every source of the process, so large answers are read one at a time."""
 
     @asynccontextmanager
     async def get(
@@ -176,7 +205,9 @@ class SourceFetcher:
             async with self.session.get(
                 url, params=params, headers=headers, timeout=self.timeout, allow_redirects=False
             ) as response:
-                answer = HttpAnswer(response.status, response.headers, await read_capped(response, self.max_body))
+                answer = HttpAnswer(
+                    response.status, response.headers, await read_capped(response, self.max_body, self.large_answers)
+                )
         except TimeoutError:
             self._done(endpoint, url, params, headers, "timeout", time.perf_counter() - started)
             raise PollError(f"{endpoint}: no answer within {self.timeout.total:g}s", code="timeout") from None

@@ -62,7 +62,8 @@ async def poll_and_apply(provider: Provider, fetch: Fetcher, store: AudienceStor
         try:
             result = await provider.poll(counting, datetime.now(UTC))
         except PollError as error:
-            result = PollResult(failures={ALL_UNITS: error})
+            result = PollResult()
+            result.fail(ALL_UNITS, error)
         at = time.time()
         await store.apply_sliced(source, result, at)
         return PollOutcome(result, counting.answered > 0, at)

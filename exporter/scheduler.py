@@ -23,7 +23,7 @@ import aiohttp
 from exporter import __version__
 from exporter.backoff import DEFAULT_POLICY, BackoffPolicy, Retry
 from exporter.config import Config, ConfigError
-from exporter.fetch import SourceFetcher
+from exporter.fetch import LargeAnswerTurn, SourceFetcher
 from exporter.history.filler import GapFiller
 from exporter.landing import AudienceHistory
 from exporter.metrics import AudienceStore
@@ -38,6 +38,8 @@ from exporter.timetable import Timetable
 log = logging.getLogger(__name__)
 
 USER_AGENT = f"livestream-exporter/{__version__}"
+CREDENTIAL_PAUSED = "429: credential paused"
+"""The retry reason when a 429 paused the source's credential past the backoff's next try."""
 
 
 @dataclass
@@ -69,11 +71,13 @@ class Scheduler:
         self.factory = SourceFactory(self.shard, metrics, redact)
         self.timetable = Timetable(self.poll, self._skipped, clock=clock, sleep=sleep)
         self.session: aiohttp.ClientSession | None = None
+        self.large_answers = LargeAnswerTurn()
         self._closing = False
         self.sources: dict[str, SourceRuntime] = {}
         self.other_shards: list[str] = []
         self.trends = AudienceHistory()
         self._started = False
+        self._ready = False
         defaults = shared_defaults(config)
         for settings in config.sources:
             runtime = self.factory.build(settings, config, defaults)
@@ -103,6 +107,7 @@ class Scheduler:
             source=runtime.name,
             max_wait=runtime.interval,
             max_body=self.config.global_.max_response_bytes,
+            large_answers=self.large_answers,
         )
         self.persistence.restore(runtime)
         runtime.books.opened(runtime.provider.spends_credits)
@@ -212,11 +217,11 @@ class Scheduler:
         result = outcome.result
         self.trends.record(name, result, outcome.at)
         self.gaps.after_poll(runtime, result, outcome.at)
-        self.factory.pause_credential(runtime.provider, result)
+        credential_pause = self.factory.pause_credential(runtime.provider, result)
         runtime.books.poll_done(result, outcome.at)
         runtime.books.units(len(runtime.provider.active_units()))
         runtime.failures = 0 if result.ok or outcome.answered else runtime.failures + 1
-        runtime.retry = self._plan_retry(runtime, result)
+        runtime.retry = self._plan_retry(runtime, result, credential_pause)
         error = None
         if result.ok:
             runtime.failure_log.succeeded()
@@ -227,9 +232,15 @@ class Scheduler:
         runtime.status.finished(result.ok, error, outcome.at, self.timetable.due_at(name))
         return result.ok
 
-    def _plan_retry(self, runtime: SourceRuntime, result: PollResult) -> Retry | None:
-        """Move the next poll as the backoff policy says; None keeps the normal schedule."""
+    def _plan_retry(self, runtime: SourceRuntime, result: PollResult, credential_pause: float | None) -> Retry | None:
+        """Move the next poll as the backoff policy says; None keeps the normal schedule. A 429
+        that paused the source's credential for longer (no `Retry-After`, or an unreadable one)
+        holds this source too: polling before the pause ends would only fail at once."""
         retry = self.backoff.next_try(runtime.interval, result, runtime.failures)
+        if credential_pause is not None:
+            runtime.status.waiting(credential_pause)
+            if retry is None or credential_pause > retry.delay:
+                retry = Retry(credential_pause, CREDENTIAL_PAUSED)
         if retry is not None:
             self.timetable.postpone(runtime.name, retry.delay)
             if retry.why == "Retry-After":
@@ -243,8 +254,12 @@ class Scheduler:
             log.debug("polls skipped: the previous one still ran", extra={"source": name, "skipped": count})
 
     def ready(self) -> bool:
-        """Every source has been tried, whatever the answer (see SourceStatus.tried)."""
-        return all(runtime.status.tried for runtime in self.sources.values())
+        """Every source has been tried, whatever the answer (see SourceStatus.tried); once so,
+        for good: a reload that adds sources, or a new shard that restarts them all, must not take
+        every replica out of its Service while a hanging vendor is tried."""
+        if not self._ready:
+            self._ready = all(runtime.status.tried for runtime in self.sources.values())
+        return self._ready
 
 
 async def _cancel(tasks: list[asyncio.Task[bool] | None]) -> None:

@@ -105,17 +105,20 @@ class SourceFactory:
             (provider.name, key), SlidingWindowLimiter(self.shard.split(provider.rate_limits))
         )
 
-    def pause_credential(self, provider: Provider, result: PollResult) -> None:
+    def pause_credential(self, provider: Provider, result: PollResult) -> float | None:
         """A 429 pauses every source on the same credential: for the vendor's Retry-After (the
-        limiter caps it), or a minute when it gave none."""
+        limiter caps it), or a minute when it gave none (or an unreadable one). Returns the
+        seconds until the credential takes a request again, or None when nothing was paused."""
         pauses = [
             error.retry_after if error.retry_after is not None else DEFAULT_RATE_LIMIT_PAUSE
             for error in result.failures.values()
             if error.rate_limited
         ]
         limiter = self.limiter(provider)
-        if pauses and limiter is not None:
-            limiter.pause(max(pauses))
+        if not pauses or limiter is None:
+            return None
+        limiter.pause(max(pauses))
+        return limiter.delay()
 
     def keep_limiters(self, runtimes: list[SourceRuntime]) -> None:
         """Forget the limiters no source uses any more."""

@@ -21,10 +21,12 @@ line, and the source starts afresh: a bad state file never stops the exporter.
 from __future__ import annotations
 
 import atexit
+import errno
 import hashlib
 import json
 import logging
 import os
+import stat
 import tempfile
 import threading
 import time
@@ -99,6 +101,20 @@ def json_pieces(value: Any, pieces: list[str]) -> None:
         pieces.append(_ENCODER.encode(value))
 
 
+def read_regular_file(path: Path) -> bytes:
+    """The file's bytes, or OSError when it is no regular file: it is opened without blocking and
+    checked before a byte is read, as a FIFO would block the start forever and a device such as
+    `/dev/zero` would be read without end."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise OSError(errno.EINVAL, "not a regular file")
+        with os.fdopen(fd, "rb", closefd=False) as handle:
+            return handle.read()
+    finally:
+        os.close(fd)
+
+
 class StateFiles:
     """The state directory: `load` at a source's start, `save` after each poll, `close` at shutdown
     (it writes what is still queued; `flush` waits for that without stopping the writer)."""
@@ -137,7 +153,7 @@ class StateFiles:
             self._condition.wait_for(lambda: source not in self._pending and self._writing != source)
         path = self.path(source)
         try:
-            raw = path.read_bytes()
+            raw = read_regular_file(path)
         except FileNotFoundError:
             return {}
         except OSError as error:

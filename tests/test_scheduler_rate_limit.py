@@ -9,7 +9,7 @@ from aiohttp import web
 from exporter.config import parse_config
 from exporter.demo.lls import PATH
 from exporter.metrics import AudienceStore, ExporterMetrics
-from exporter.scheduler import Scheduler
+from exporter.scheduler import CREDENTIAL_PAUSED, Scheduler
 from exporter.sources import DEFAULT_RATE_LIMIT_PAUSE
 
 
@@ -21,6 +21,7 @@ def lls_source(name: str, base_url: str, key: str = "AK1") -> dict:
         "access_key_id": key,
         "access_key_secret": "s3cret-value",
         "domain": "live.example.com",
+        "interval": "10s",
     }
 
 
@@ -56,5 +57,20 @@ async def test_a_429_without_retry_after_pauses_the_key_for_a_minute(serve_app, 
         assert not await scheduler.poll("a")
         delay = scheduler.sources["b"].fetcher.limiter.delay()
         assert DEFAULT_RATE_LIMIT_PAUSE - 1 < delay <= DEFAULT_RATE_LIMIT_PAUSE == 60
+    finally:
+        await scheduler.close()
+
+
+async def test_the_source_that_got_the_429_waits_for_its_credentials_pause_not_just_its_backoff(
+    serve_app, tmp_path: Path
+) -> None:
+    scheduler = await scheduler_against(serve_app, tmp_path, {"Retry-After": "²"})
+    try:
+        assert not await scheduler.poll("a")
+        runtime = scheduler.sources["a"]
+        assert runtime.interval < DEFAULT_RATE_LIMIT_PAUSE
+        assert runtime.retry is not None and runtime.retry.why == CREDENTIAL_PAUSED
+        assert DEFAULT_RATE_LIMIT_PAUSE - 1 < runtime.retry.delay <= DEFAULT_RATE_LIMIT_PAUSE
+        assert runtime.status.is_rate_limited()
     finally:
         await scheduler.close()

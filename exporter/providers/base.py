@@ -11,6 +11,7 @@ The data it hands back (`Sample`, `PollResult`, `PollError`) lives in `exporter.
 from __future__ import annotations
 
 import asyncio
+import math
 from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from datetime import datetime
@@ -132,9 +133,10 @@ def raise_unless_ok(answer: Answer, vendor_words: VendorWords, trace_header: str
         )
 
 
-def is_number(value: Any) -> bool:
-    """JSON numbers only: `true` is not a viewer count."""
-    return isinstance(value, int | float) and not isinstance(value, bool)
+def is_count(value: Any) -> bool:
+    """A viewer count: a JSON number (`true` is none), finite and not negative. Python's decoder
+    also takes `NaN`, `Infinity` and `1e400` (infinite), which no count can be."""
+    return isinstance(value, int | float) and not isinstance(value, bool) and 0 <= value < math.inf
 
 
 def newest_point(
@@ -152,7 +154,7 @@ def newest_point(
     for point in points:
         ts = timestamp(point) if isinstance(point, dict) else None
         value = point.get(value_key) if isinstance(point, dict) else None
-        if ts is None or not is_number(value):
+        if ts is None or not is_count(value):
             result.rejected_points += 1
             continue
         if newest is None or ts > newest[0]:
@@ -194,7 +196,7 @@ async def gather_units(
             try:
                 result.samples[key] = await work(key, result)
             except PollError as error:
-                result.failures[key] = error
+                result.fail(key, error)
 
     await asyncio.gather(*(worker() for _ in range(min(in_flight, len(keys)))))
     return result

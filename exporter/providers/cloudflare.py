@@ -156,7 +156,7 @@ class Cloudflare(Provider):
                 data = self.data_of(answer)
                 result.samples[UNIT] = self.parse(data, now, result)
         except PollError as error:
-            result.failures[UNIT] = error
+            result.fail(UNIT, error)
             return result
         self.covered_day = now.astimezone(UTC).date()
         return result

@@ -94,7 +94,14 @@ def usable_points(points: Any) -> tuple[list[tuple[float, float]], int]:
     usable: list[tuple[float, float]] = []
     rejected = 0
     for point in as_pairs(points):
-        if type(point) is not list or len(point) != 2 or type(point[0]) not in NUMBER or type(point[1]) not in NUMBER:
+        if (
+            type(point) is not list
+            or len(point) != 2
+            or type(point[0]) not in NUMBER
+            or type(point[1]) not in NUMBER
+            or not math.isfinite(point[0])
+            or not 0 <= point[1] < math.inf
+        ):
             rejected += 1
             continue
         usable.append((float(point[0]), float(point[1])))

@@ -33,7 +33,7 @@ from exporter.families import CONCURRENT_VIEWERS
 from exporter.history.points import HistoryResult, TimedSample, history_units
 from exporter.poll import WHOLE_SOURCE, Fetcher, InvalidBody, PollResult, RateLimit, Sample, ShardView
 from exporter.providers import register
-from exporter.providers.base import Provider, is_number, newest_point, poll_units, raise_unless_ok
+from exporter.providers.base import Provider, is_count, newest_point, poll_units, raise_unless_ok
 from exporter.settings import NonEmpty, Secret, SourceSettings, format_duration, one_of
 
 PATH = "/lls/v1.0/analytics/delivery/queryConcurrentViewers"
@@ -346,7 +346,7 @@ class Lls(Provider):
                     for point in body["data"]:
                         ts = parse_sfd_time(point.get("timestamp")) if isinstance(point, dict) else None
                         viewers = point.get("concurrentViewers") if isinstance(point, dict) else None
-                        if ts is None or not is_number(viewers):
+                        if ts is None or not is_count(viewers):
                             result.rejected_points += 1
                         elif start <= ts <= min(end, closed_before):
                             found[ts] = TimedSample(ts, self.sample(body, query, viewers))

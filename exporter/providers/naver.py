@@ -23,7 +23,7 @@ from exporter.families import CONCURRENT_VIEWERS
 from exporter.history.points import HistoryResult, TimedSample, history_units
 from exporter.poll import WHOLE_SOURCE, Fetcher, InvalidBody, PollError, PollResult, Sample, ShardView
 from exporter.providers import register
-from exporter.providers.base import Provider, is_number, newest_point, poll_units, raise_unless_ok
+from exporter.providers.base import Provider, is_count, newest_point, poll_units, raise_unless_ok
 from exporter.settings import NonEmpty, Secret, SourceSettings, one_of
 
 log = logging.getLogger(__name__)
@@ -154,7 +154,7 @@ class Naver(Provider):
                 for point in self.points(answer.json()):
                     ts = log_date_to_unix(point.get("logDate"), self.zone) if isinstance(point, dict) else None
                     viewers = point.get("currentViewerCnt") if isinstance(point, dict) else None
-                    if ts is None or not is_number(viewers):
+                    if ts is None or not is_count(viewers):
                         result.rejected_points += 1
                     elif start <= ts <= end:
                         found[ts] = TimedSample(ts, self.sample(viewers))

@@ -315,6 +315,17 @@ def stream_units(stream: StreamEntry, metric_sets: Iterable[str]) -> list[Unit]:
     return [Unit(stream.platform, stream.channel, stream.stream_id, s, carrier=(s == ordered[0])) for s in ordered]
 
 
+MAX_LABEL_CHARS = 256
+"""The longest title, language, game or channel id kept as a label value. A stream's title and
+game are written by the streamer, a third party; Twitch caps a title at 140 characters, other
+platforms may not, and a label value is sent on every scrape."""
+
+
+def label_text(text: str) -> str:
+    """`text` cut to MAX_LABEL_CHARS (its last character an ellipsis when cut)."""
+    return text if len(text) <= MAX_LABEL_CHARS else text[: MAX_LABEL_CHARS - 1] + "…"
+
+
 def number(value: Any) -> float | None:
     """A vendor number (the games set sends some as strings); None when absent.
 
@@ -404,12 +415,15 @@ class Parser:
                 continue
             counter = metric.family.kind == "counter"
             value = metric.convert(max(0.0, value) if counter else value)
+            if not math.isfinite(value):
+                self.rejected += 1
+                continue
             sample_labels = (*self.unit.labels, *labels, *metric.labels)
             self.samples.append(Sample(metric.family.name, sample_labels, value, self.part if counter else ""))
 
     def text(self, data: dict[str, Any], key: str) -> str:
         value = data.get(key)
-        return "" if key in self.excluded or value is None else str(value)
+        return "" if key in self.excluded or value is None else label_text(str(value))
 
     def standard(self, data: dict[str, Any]) -> None:
         self.add(data, STANDARD_METRICS)
@@ -434,6 +448,8 @@ class Parser:
         seen = set()
         for game in games:
             name = game.get("name") if isinstance(game, dict) else None
+            if isinstance(name, str):
+                name = label_text(name)
             if not isinstance(name, str) or not name or name in seen:
                 self.rejected += 1
                 continue
@@ -594,7 +610,7 @@ class StreamsCharts(Provider):
                 answered = True
                 samples, ended = self.parse(unit, answer.json(), now, result)
         except PollError as error:
-            result.failures[unit.key] = error
+            result.fail(unit.key, error)
             return
         finally:
             if charge is not None and answered:

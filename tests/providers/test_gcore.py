@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+import math
 from datetime import UTC, datetime
 from typing import Any
 
@@ -43,6 +44,14 @@ def test_open_bucket_alone_publishes_nothing() -> None:
 
 def test_malformed_points_are_counted_and_skipped() -> None:
     newest, rejected = newest_closed_bucket([[1000, 5], ["x", 1], [1060], None, [1060, True]], 60, 2000)
+    assert newest == (1000.0, 5.0)
+    assert rejected == 4
+
+
+def test_a_count_no_viewer_figure_can_be_is_counted_and_skipped() -> None:
+    """Python's decoder takes `NaN`, `Infinity` and `1e400`; none is a count, nor is a negative one."""
+    points = [[1000, 5], [1060, math.nan], [1060, math.inf], [1060, -3], [math.inf, 7]]
+    newest, rejected = newest_closed_bucket(points, 60, 2000)
     assert newest == (1000.0, 5.0)
     assert rejected == 4
 

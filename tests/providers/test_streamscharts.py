@@ -22,6 +22,7 @@ from exporter.providers.streamscharts import (
     CHAT_METRICS,
     EXTRA_METRICS,
     GAME_METRICS,
+    MAX_LABEL_CHARS,
     STANDARD_METRICS,
     SUBS_METRICS,
     StreamsCharts,
@@ -156,6 +157,23 @@ def test_games_example_gives_per_game_series_from_numbers_sent_as_strings() -> N
     }
     assert got["livestream_game_airtime_seconds{game=Geometry Dash}"] == 15 * 60
     assert rejected == 0
+
+
+def test_two_games_whose_names_differ_only_past_the_label_limit_are_one_series_and_one_rejection() -> None:
+    jynxzi = {"platform": "twitch", "channel": "jynxzi", "stream_id": "317797555547"}
+    streams_charts = provider(streams=[jynxzi], metric_sets=["games"])
+    [unit] = streams_charts.all_units
+    body = fixture_json("streamscharts/games.json")
+    games = body["data"]["all_stream_games"]
+    games[0]["name"], games[1]["name"] = "N" * MAX_LABEL_CHARS + "a", "N" * MAX_LABEL_CHARS + "b"
+    result = PollResult()
+    samples, _ = streams_charts.parse(unit, body, NOW, result)
+    cut = "N" * (MAX_LABEL_CHARS - 1) + "…"
+    assert (
+        sum(1 for sample in samples if sample.name == "livestream_game_peak_viewers" and ("game", cut) in sample.labels)
+        == 1
+    )
+    assert result.rejected_points == 1
 
 
 def test_subs_example() -> None:
