@@ -84,3 +84,21 @@ async def test_a_large_old_generation_is_collected_only_after_the_longest_wait(
     now[0] = memory.LONGEST_WITHOUT_FULL_COLLECTION
     await turns(task, 3)
     assert (waited, kept()) == (True, None)
+
+
+async def test_each_look_at_a_large_old_generation_doubles_the_wait_before_the_next(
+    collector_settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(memory, "QUIET_OLD_OBJECTS", 0)
+    monkeypatch.setattr(memory, "FULL_COLLECTION_EVERY", 10.0)
+    waits: list[float] = []
+
+    async def recorded(seconds: float) -> None:
+        waits.append(seconds)
+        if len(waits) == 5:
+            raise asyncio.CancelledError
+        await asyncio.sleep(0)
+
+    with pytest.raises(asyncio.CancelledError):
+        await collect_garbage_when_quiet(clock=lambda: 0.0, sleep=recorded)
+    assert waits == [10.0, 20.0, 40.0, 80.0, 160.0]
