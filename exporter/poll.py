@@ -129,6 +129,11 @@ class Answer(Protocol):
         """The items of a top-level JSON array, decoded in slices that give the event loop back
         (for answers of any size); raises InvalidBody when it is not a JSON list of `what`."""
 
+    async def json_with_list(self, path: tuple[str, ...], consume: Callable[[Any], None]) -> Any:
+        """The body as JSON, the items of the list at `path` handed to `consume` one at a time
+        and that list left empty: a large answer never holds the list whole nor the event loop
+        long; raises InvalidBody when it is not JSON."""
+
     @property
     def retry_after(self) -> float | None:
         """`Retry-After` in seconds (from seconds or an HTTP date), when present."""
