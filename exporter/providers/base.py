@@ -195,6 +195,8 @@ class UnitResults(Protocol[T]):
     samples: dict[str, list[T]]
     failures: dict[str, PollError]
 
+    def fail(self, unit: str, error: PollError) -> None: ...
+
 
 Results = TypeVar("Results", bound=UnitResults[Any])
 
