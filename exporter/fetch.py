@@ -24,6 +24,7 @@ from typing import Any, Protocol
 from urllib.parse import urlsplit
 
 import aiohttp
+from aiohttp.http_exceptions import LineTooLong
 
 from exporter.backoff import MAX_RETRY_AFTER
 from exporter.decode import NotJson, is_json_array, json_array_items, json_object_list
@@ -248,8 +249,12 @@ class SourceFetcher:
                 f"{endpoint}: answer larger than global.max_response_bytes ({self.max_body} bytes)", code="too_large"
             ) from None
         except aiohttp.ClientError as error:
-            self._done(endpoint, url, params, headers, "connect_error", time.perf_counter() - started)
-            raise PollError(f"{endpoint}: {type(error).__name__}: {_describe(error)}", code="connect_error") from None
+            too_long = header_too_long(error)
+            code = "connect_error" if too_long is None else "invalid_body"
+            self._done(endpoint, url, params, headers, code, time.perf_counter() - started)
+            if too_long is not None:
+                raise PollError(f"{endpoint}: answer headers too long ({too_long})", code=code) from None
+            raise PollError(f"{endpoint}: {type(error).__name__}: {_describe(error)}", code=code) from None
         elapsed = time.perf_counter() - started
         code = str(answer.status)
         try:
@@ -321,3 +326,16 @@ def _describe(error: aiohttp.ClientError) -> str:
     if isinstance(error, aiohttp.ClientResponseError):
         return f"HTTP {error.status}"
     return str(error).split(" url=")[0] or "request failed"
+
+
+def header_too_long(error: BaseException) -> str | None:
+    """aiohttp's words for an answer whose status or header line passes its limit ("Got more
+    than 8190 bytes"), without the line itself; None for any other error. aiohttp reports it as
+    `ClientResponseError: 400`, which reads as if the vendor had answered 400: the answer came, but
+    cannot be read, so it is counted as `invalid_body`, not `connect_error`."""
+    cause: BaseException | None = error
+    while cause is not None:
+        if isinstance(cause, LineTooLong):
+            return str(cause.message).split(" when reading")[0]
+        cause = cause.__cause__
+    return None
