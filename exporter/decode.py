@@ -7,12 +7,15 @@ one array item at a time from a file-like reader, so the loop gets control back 
 items, each item dies young (the garbage collector never walks a 100k-object tree), and memory
 never holds more than the body and one slice. Figures for each decoder are in the README's
 "Performance" section.
+
+The other vendors answer one object around one list; `json_object_list` builds such an answer
+from ijson's events, handing that list's items over one at a time, for the rare one that is large.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import ijson
@@ -36,8 +39,10 @@ class _GuardedReader:
     """The body as a file for ijson, counting brackets opened since the last completed item
     (inside strings too: an upper bound on the nesting, never below it)."""
 
-    def __init__(self, body: bytes) -> None:
+    def __init__(self, body: bytes, *, guarded: bool = True) -> None:
+        """`guarded=False`: no bracket counting, for a parse that counts its depth exactly."""
         self._body = memoryview(body)
+        self._guarded = guarded
         self._position = 0
         self._last_read_openings = 0
         self.openings = 0
@@ -46,6 +51,8 @@ class _GuardedReader:
         size = READ_BYTES if size < 0 else min(size, READ_BYTES)
         chunk = bytes(self._body[self._position : self._position + size])
         self._position += len(chunk)
+        if not self._guarded:
+            return chunk
         self._last_read_openings = chunk.count(b"[") + chunk.count(b"{")
         self.openings += self._last_read_openings
         if self.openings > MAX_OPENINGS_PER_ITEM:
@@ -84,3 +91,114 @@ async def json_array_items(body: bytes) -> AsyncIterator[Any]:
         count += 1
         if count % ITEMS_PER_SLICE == 0:
             await asyncio.sleep(0)
+
+
+EVENTS_PER_SLICE = 1500
+"""Parser events handled between two hand-backs to the event loop: about 250 small list items,
+a few ms of building on this machine."""
+MAX_DEPTH = MAX_OPENINGS_PER_ITEM
+"""Objects and arrays open at once in an answer read by `json_object_list`; no vendor nests
+more than a handful."""
+
+
+class _Streamed:
+    """Stands for the list whose items are handed over rather than kept."""
+
+
+class _ObjectBuilder:
+    """Builds a JSON value from ijson's basic events, like `json.loads`, except the list found at
+    `path` (object keys from the top): each of its items goes to `consume` when complete and the
+    list itself is left empty, so memory holds one item of it at a time."""
+
+    def __init__(self, path: tuple[str, ...], consume: Callable[[Any], None]) -> None:
+        self.path = list(path)
+        self.consume = consume
+        self.containers: list[Any] = []
+        self.keys: list[str | None] = []
+        self.root: Any = None
+
+    def event(self, kind: str, value: Any) -> None:
+        if kind == "map_key":
+            self.keys[-1] = value
+        elif kind == "start_map":
+            self._open({})
+        elif kind == "start_array":
+            if self._at_path():
+                self.containers[-1][self.keys[-1]] = []
+                self._open(_Streamed())
+            else:
+                self._open([])
+        elif kind in ("end_map", "end_array"):
+            self.keys.pop()
+            done = self.containers.pop()
+            if not isinstance(done, _Streamed):
+                self._put(done)
+        else:
+            self._put(value)
+
+    def _open(self, container: Any) -> None:
+        if len(self.containers) >= MAX_DEPTH:
+            raise NotJson(f"nested deeper than {MAX_DEPTH} levels")
+        self.containers.append(container)
+        self.keys.append(None)
+
+    def _at_path(self) -> bool:
+        return (
+            len(self.containers) == len(self.path)
+            and self.keys == self.path
+            and all(type(container) is dict for container in self.containers)
+        )
+
+    def _put(self, value: Any) -> None:
+        if not self.containers:
+            self.root = value
+            return
+        top = self.containers[-1]
+        if type(top) is dict:
+            top[self.keys[-1]] = value
+        elif type(top) is list:
+            top.append(value)
+        else:
+            self.consume(value)
+
+
+async def json_object_list(body: bytes, path: tuple[str, ...], consume: Callable[[Any], None]) -> Any:
+    """The JSON value of `body`, decoded incrementally, handing the event loop back every
+    EVENTS_PER_SLICE parser events; the items of the list at `path` (keys from the top object
+    down, e.g. `("data",)`) go to `consume` one at a time, in order, and that list comes back
+    empty. Every other value is built whole: a vendor's envelope (`code`, `message`, labels),
+    before or after the list. A body whose top is not an object is only checked, and gives None.
+    Numbers and strings as in `json_array_items`. Raises NotJson when the body is malformed or
+    nests deeper than MAX_DEPTH."""
+    builder: _ObjectBuilder | _DepthCounter = _ObjectBuilder(path, consume)
+    events = ijson.basic_parse(_GuardedReader(body, guarded=False), use_float=True, buf_size=READ_BYTES)
+    count = 0
+    try:
+        for kind, value in events:
+            if count == 0 and kind != "start_map":
+                builder = _DepthCounter()
+            builder.event(kind, value)
+            count += 1
+            if count % EVENTS_PER_SLICE == 0:
+                await asyncio.sleep(0)
+    except ijson.JSONError as error:
+        raise NotJson(str(error).split("\n")[0]) from None
+    return builder.root
+
+
+class _DepthCounter:
+    """Builds nothing and only counts nesting: what a body whose top is not an object (and so of
+    no use) needs to be refused as malformed or too deep."""
+
+    root = None
+
+    def __init__(self) -> None:
+        self.depth = 0
+
+    def event(self, kind: str, value: Any) -> None:
+        if kind in ("start_map", "start_array"):
+            self.depth += 1
+            if self.depth > MAX_DEPTH:
+                raise NotJson(f"nested deeper than {MAX_DEPTH} levels")
+        elif kind in ("end_map", "end_array"):
+            self.depth -= 1

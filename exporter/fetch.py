@@ -16,7 +16,7 @@ import logging
 import math
 import re
 import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
@@ -24,9 +24,10 @@ from typing import Any, Protocol
 from urllib.parse import urlsplit
 
 import aiohttp
+from aiohttp.http_exceptions import LineTooLong
 
 from exporter.backoff import MAX_RETRY_AFTER
-from exporter.decode import NotJson, is_json_array, json_array_items
+from exporter.decode import NotJson, is_json_array, json_array_items, json_object_list
 from exporter.poll import Answer, InvalidBody, PollError
 
 log = logging.getLogger(__name__)
@@ -70,6 +71,22 @@ def parse_retry_after(value: str | None, now: float) -> float | None:
     return min(max(0.0, seconds), MAX_RETRY_AFTER)
 
 
+WHOLE_JSON_BYTES = 256 * 1024
+"""Answers up to this size are decoded in one `json.loads` call (well under a millisecond)."""
+
+
+def hand_over_list(body: Any, path: tuple[str, ...], consume: Callable[[Any], None]) -> None:
+    """What `json_object_list` does to the list at `path`, on a body already decoded."""
+    parent = body
+    for key in path[:-1]:
+        parent = parent.get(key) if isinstance(parent, dict) else None
+    if isinstance(parent, dict) and isinstance(parent.get(path[-1]), list):
+        items = parent[path[-1]]
+        parent[path[-1]] = []
+        for item in items:
+            consume(item)
+
+
 @dataclass
 class HttpAnswer:
     status: int
@@ -95,6 +112,21 @@ class HttpAnswer:
         try:
             async for item in json_array_items(self.body):
                 yield item
+        except NotJson as error:
+            raise InvalidBody(f"answer is not JSON: {error}", status=self.status) from None
+
+    async def json_with_list(self, path: tuple[str, ...], consume: Callable[[Any], None]) -> Any:
+        """The body as JSON, with the items of the list at `path` (object keys from the top,
+        `("data",)`) handed to `consume` in order and that list left empty. An answer over
+        WHOLE_JSON_BYTES is decoded a slice at a time and never holds the list (see
+        exporter.decode: a 54 MiB answer of a million points would build ~400 MiB whole);
+        smaller ones, nearly all, take `json()`. InvalidBody as `json()`."""
+        if len(self.body) <= WHOLE_JSON_BYTES:
+            body = self.json()
+            hand_over_list(body, path, consume)
+            return body
+        try:
+            return await json_object_list(self.body, path, consume)
         except NotJson as error:
             raise InvalidBody(f"answer is not JSON: {error}", status=self.status) from None
 
@@ -217,8 +249,12 @@ class SourceFetcher:
                 f"{endpoint}: answer larger than global.max_response_bytes ({self.max_body} bytes)", code="too_large"
             ) from None
         except aiohttp.ClientError as error:
-            self._done(endpoint, url, params, headers, "connect_error", time.perf_counter() - started)
-            raise PollError(f"{endpoint}: {type(error).__name__}: {_describe(error)}", code="connect_error") from None
+            too_long = header_too_long(error)
+            code = "connect_error" if too_long is None else "invalid_body"
+            self._done(endpoint, url, params, headers, code, time.perf_counter() - started)
+            if too_long is not None:
+                raise PollError(f"{endpoint}: answer headers too long ({too_long})", code=code) from None
+            raise PollError(f"{endpoint}: {type(error).__name__}: {_describe(error)}", code=code) from None
         elapsed = time.perf_counter() - started
         code = str(answer.status)
         try:
@@ -290,3 +326,16 @@ def _describe(error: aiohttp.ClientError) -> str:
     if isinstance(error, aiohttp.ClientResponseError):
         return f"HTTP {error.status}"
     return str(error).split(" url=")[0] or "request failed"
+
+
+def header_too_long(error: BaseException) -> str | None:
+    """aiohttp's words for an answer whose status or header line passes its limit ("Got more
+    than 8190 bytes"), without the line itself; None for any other error. aiohttp reports it as
+    `ClientResponseError: 400`, which reads as if the vendor had answered 400: the answer came, but
+    cannot be read, so it is counted as `invalid_body`, not `connect_error`."""
+    cause: BaseException | None = error
+    while cause is not None:
+        if isinstance(cause, LineTooLong):
+            return str(cause.message).split(" when reading")[0]
+        cause = cause.__cause__
+    return None

@@ -7,9 +7,19 @@ import itertools
 import json
 from typing import Any
 
+import ijson
 import pytest
 
-from exporter.decode import ITEMS_PER_SLICE, MAX_OPENINGS_PER_ITEM, NotJson, json_array_items
+from exporter.decode import (
+    EVENTS_PER_SLICE,
+    ITEMS_PER_SLICE,
+    MAX_DEPTH,
+    MAX_OPENINGS_PER_ITEM,
+    NotJson,
+    json_array_items,
+    json_object_list,
+)
+from exporter.fetch import hand_over_list
 
 
 def clients(count: int) -> list[dict[str, Any]]:
@@ -87,3 +97,83 @@ async def test_many_shallow_items_never_trip_the_nesting_guard() -> None:
 async def test_what_is_not_a_json_array_raises_not_json(body: bytes) -> None:
     with pytest.raises(NotJson):
         await decode(body)
+
+
+async def object_list(body: bytes, path: tuple[str, ...]) -> tuple[Any, list[Any]]:
+    handed: list[Any] = []
+    return await json_object_list(body, path, handed.append), handed
+
+
+ENVELOPED = {
+    "code": 200,
+    "labels": {"app": "demo", "tags": ["a", None, True]},
+    "data": clients(3),
+    "message": "after the list",
+    "empty": {},
+}
+
+
+async def test_an_object_comes_out_as_json_loads_reads_it_with_its_list_handed_over_in_order() -> None:
+    value, handed = await object_list(json.dumps(ENVELOPED).encode(), ("data",))
+    assert handed == ENVELOPED["data"]
+    assert value == {**ENVELOPED, "data": []}
+    assert list(value) == list(ENVELOPED)
+
+
+async def test_a_list_inside_an_object_is_found_by_its_path() -> None:
+    body = {"data": {"games": [1, {"n": 2}], "other": [3]}, "games": [4]}
+    value, handed = await object_list(json.dumps(body).encode(), ("data", "games"))
+    assert handed == [1, {"n": 2}]
+    assert value == {"data": {"games": [], "other": [3]}, "games": [4]}
+
+
+async def test_the_path_holding_an_object_or_nothing_hands_nothing_over() -> None:
+    for body in ({"result": {"logDate": "x"}}, {"code": 500}, {"result": [[1]], "x": 1}):
+        value, handed = await object_list(json.dumps(body).encode(), ("data",))
+        assert value == body and handed == []
+
+
+@pytest.mark.parametrize("body", [[1, 2], "text", 3, None])
+async def test_a_top_that_is_no_object_gives_none_and_hands_nothing_over(body: Any) -> None:
+    assert await object_list(json.dumps(body).encode(), ("data",)) == (None, [])
+
+
+@pytest.mark.parametrize(
+    "body",
+    [b"<html>busy</html>", b"", b'{"data": [1, 2', b'{"data": []} trailing', b'{"a": "\xff"}', b'{"a": NaN}'],
+)
+async def test_what_is_not_json_raises_not_json(body: bytes) -> None:
+    with pytest.raises(NotJson):
+        await object_list(body, ("data",))
+
+
+@pytest.mark.parametrize("opening", [b"[", b'{"data": [', b'{"a": ['])
+async def test_nesting_deeper_than_max_depth_is_refused_whatever_the_top(opening: bytes) -> None:
+    depth = 100_000
+    with pytest.raises(NotJson, match=f"nested deeper than {MAX_DEPTH}"):
+        await object_list(opening + b"[" * depth + b"]" * depth, ("data",))
+
+
+async def test_the_event_loop_runs_other_tasks_between_slices_of_an_object() -> None:
+    body = json.dumps({"data": clients(2000), "code": 200}).encode()
+    ticks = 0
+
+    async def ticker() -> None:
+        nonlocal ticks
+        while True:
+            ticks += 1
+            await asyncio.sleep(0)
+
+    ticks_at: list[int] = []
+    task = asyncio.ensure_future(ticker())
+    await asyncio.sleep(0)
+    await json_object_list(body, ("data",), lambda item: ticks_at.append(ticks))
+    task.cancel()
+    assert len(set(ticks_at)) >= len(list(ijson.basic_parse(body))) // EVENTS_PER_SLICE - 1
+
+
+async def test_the_small_answer_path_hands_the_list_over_as_the_sliced_one_does() -> None:
+    decoded = json.loads(json.dumps(ENVELOPED))
+    handed: list[Any] = []
+    hand_over_list(decoded, ("data",), handed.append)
+    assert (decoded, handed) == await object_list(json.dumps(ENVELOPED).encode(), ("data",))

@@ -27,7 +27,7 @@ import aiohttp
 from exporter import __version__
 from exporter.config import Config, ConfigError, load_config
 from exporter.families import AUDIENCE_FAMILIES
-from exporter.fetch import SourceFetcher
+from exporter.fetch import LargeAnswerTurn, SourceFetcher
 from exporter.history import openmetrics
 from exporter.history.series import SeriesSet
 from exporter.metrics import SourceIdentity
@@ -196,6 +196,7 @@ async def collect(
     requests = _Requests()
     limiters: dict[tuple[str, str], SlidingWindowLimiter] = {}
     delivered = True
+    large_answers = LargeAnswerTurn()
     async with aiohttp.ClientSession(headers={"User-Agent": f"livestream-exporter/{__version__}"}) as session:
 
         async def one(provider: Provider) -> bool:
@@ -204,7 +205,15 @@ async def collect(
                 RateLimit(limit.requests, limit.per_seconds + WINDOW_MARGIN) for limit in provider.rate_limits
             )
             limiter = limiters.setdefault((provider.name, key), SlidingWindowLimiter(limits, clock=clock, sleep=sleep))
-            fetch = SourceFetcher(session, config.global_.timeout, requests, limiter, source=provider.settings.name)
+            fetch = SourceFetcher(
+                session,
+                config.global_.timeout,
+                requests,
+                limiter,
+                source=provider.settings.name,
+                max_body=config.global_.max_response_bytes,
+                large_answers=large_answers,
+            )
             result = await provider.history(WaitingOut429(fetch, limiter), start, end)
             settings = provider.settings
             identity = SourceIdentity(settings.name, settings.provider, tuple(settings.labels.items()))

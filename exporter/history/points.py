@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 
-from exporter.poll import PollError, Sample
+from exporter.poll import PollError, Sample, without_frames
 from exporter.providers.base import gather_units
 
 UNITS_IN_FLIGHT = 4
@@ -37,6 +37,9 @@ class HistoryResult:
     @property
     def ok(self) -> bool:
         return not self.failures
+
+    def fail(self, unit: str, error: PollError) -> None:
+        self.failures[unit] = without_frames(error)
 
     @property
     def sample_count(self) -> int:

@@ -150,18 +150,37 @@ def newest_point(
     A point whose timestamp or value cannot be used is counted in `result.rejected_points` and
     skipped: one malformed point never fails a poll and never becomes the newest.
     """
-    newest: tuple[float, float] | None = None
+    newest = NewestPoint(timestamp, value_key)
     for point in points:
-        ts = timestamp(point) if isinstance(point, dict) else None
-        value = point.get(value_key) if isinstance(point, dict) else None
+        newest.add(point)
+    return newest.finish(result)
+
+
+class NewestPoint:
+    """`newest_point` one point at a time, for points handed over while an answer is decoded
+    (`Answer.json_with_list`); nothing reaches the poll's result before `finish`, so an answer
+    found to be a failure after its points were read counts none of them."""
+
+    def __init__(self, timestamp: Callable[[dict[str, Any]], float | None], value_key: str) -> None:
+        self.timestamp = timestamp
+        self.value_key = value_key
+        self.newest: tuple[float, float] | None = None
+        self.rejected = 0
+
+    def add(self, point: Any) -> None:
+        ts = self.timestamp(point) if isinstance(point, dict) else None
+        value = point.get(self.value_key) if isinstance(point, dict) else None
         if ts is None or not is_count(value):
-            result.rejected_points += 1
-            continue
-        if newest is None or ts > newest[0]:
-            newest = (ts, float(value))
-    if newest is not None:
-        result.note_timestamp(newest[0])
-    return newest
+            self.rejected += 1
+            return
+        if self.newest is None or ts > self.newest[0]:
+            self.newest = (ts, float(value))
+
+    def finish(self, result: PollResult) -> tuple[float, float] | None:
+        result.rejected_points += self.rejected
+        if self.newest is not None:
+            result.note_timestamp(self.newest[0])
+        return self.newest
 
 
 UNITS_IN_FLIGHT = 32
@@ -175,6 +194,8 @@ class UnitResults(Protocol[T]):
 
     samples: dict[str, list[T]]
     failures: dict[str, PollError]
+
+    def fail(self, unit: str, error: PollError) -> None: ...
 
 
 Results = TypeVar("Results", bound=UnitResults[Any])

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+from collections.abc import Callable
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 from urllib.parse import quote
@@ -100,6 +101,54 @@ def day_start(day: date) -> datetime:
     return datetime.combine(day, time(), UTC)
 
 
+class DayTotals:
+    """The counter parts of an answer's entries, one entry at a time.
+
+    An entry without a usable `date` is skipped and counted as rejected: a total that belongs to
+    no known day cannot be told apart from the same total on the next poll. Nothing reaches the
+    poll's result before `samples`, so an answer found to be a failure after its entries were
+    read counts none of them.
+    """
+
+    def __init__(self) -> None:
+        self.parts: list[Sample] = []
+        self.newest: date | None = None
+        self.rejected = 0
+
+    def add(self, entry: Any) -> None:
+        day = entry_day(entry) if isinstance(entry, dict) else None
+        if day is None:
+            self.rejected += 1
+            return
+        usable = True
+        for field, family in COUNTERS.items():
+            if entry.get(field) is None:
+                continue
+            value = _total(entry[field])
+            if value is None:
+                usable = False
+                continue
+            self.parts.append(family.sample(value, part=day.isoformat()))
+        if not usable:
+            self.rejected += 1
+        if self.newest is None or day > self.newest:
+            self.newest = day
+
+    def samples(self, now: datetime, result: PollResult) -> list[Sample]:
+        """The parts, and today's (0 while the vendor has no entry for it yet), so the counters
+        exist, and keep their value, even while the window holds no sessions."""
+        today = now.astimezone(UTC).date()
+        samples = list(self.parts)
+        present = {sample.name for sample in samples if sample.part == today.isoformat()}
+        samples.extend(
+            family.sample(0.0, part=today.isoformat()) for family in COUNTERS.values() if family.name not in present
+        )
+        result.rejected_points += self.rejected
+        if self.newest is not None:
+            result.note_timestamp(min(now.timestamp(), day_start(self.newest + timedelta(days=1)).timestamp()))
+        return samples
+
+
 @register
 class Cloudflare(Provider):
     name = "cloudflare"
@@ -153,8 +202,9 @@ class Cloudflare(Provider):
         result = PollResult()
         try:
             async with fetch.get("livestreams_daywise", self.url, params=self.params(now), headers=headers) as answer:
-                data = self.data_of(answer)
-                result.samples[UNIT] = self.parse(data, now, result)
+                days = DayTotals()
+                data = await self.data_of(answer, days.add)
+                result.samples[UNIT] = self.parse(data, now, result, days)
         except PollError as error:
             result.fail(UNIT, error)
             return result
@@ -162,10 +212,11 @@ class Cloudflare(Provider):
         return result
 
     @staticmethod
-    def data_of(answer: Answer) -> list[Any]:
-        """The `data` list of a successful answer; anything else is a failed poll."""
+    async def data_of(answer: Answer, consume: Callable[[Any], None]) -> list[Any]:
+        """The `data` list of a successful answer, its entries handed to `consume` while it is
+        decoded (`Answer.json_with_list`); anything else is a failed poll."""
         raise_unless_ok(answer, vendor_words)
-        body = answer.json()
+        body = await answer.json_with_list(("data",), consume)
         if not isinstance(body, dict):
             raise InvalidBody("expected a JSON object with `data` and `success`")
         if body.get("success") is False:
@@ -175,42 +226,15 @@ class Cloudflare(Provider):
             raise InvalidBody("answer has no `data` list")
         return data
 
-    def parse(self, data: list[Any], now: datetime, result: PollResult) -> list[Sample]:
-        """Each entry's totals as counter parts keyed by its date.
-
-        An entry without a usable `date` is skipped and counted as rejected: a total that
-        belongs to no known day cannot be told apart from the same total on the next poll.
-        Today always yields its parts (0 while the vendor has no entry for it yet), so the
-        counters exist, and keep their value, even while the window holds no sessions.
-        """
-        today = now.astimezone(UTC).date()
-        samples: list[Sample] = []
-        newest: date | None = None
+    def parse(
+        self, data: list[Any], now: datetime, result: PollResult, handed_over: DayTotals | None = None
+    ) -> list[Sample]:
+        """Each entry's totals as counter parts keyed by its date (see DayTotals); `handed_over`
+        holds the entries already read while decoding."""
+        days = handed_over or DayTotals()
         for entry in data:
-            day = entry_day(entry) if isinstance(entry, dict) else None
-            if day is None:
-                result.rejected_points += 1
-                continue
-            usable = True
-            for field, family in COUNTERS.items():
-                if entry.get(field) is None:
-                    continue
-                value = _total(entry[field])
-                if value is None:
-                    usable = False
-                    continue
-                samples.append(family.sample(value, part=day.isoformat()))
-            if not usable:
-                result.rejected_points += 1
-            if newest is None or day > newest:
-                newest = day
-        present = {sample.name for sample in samples if sample.part == today.isoformat()}
-        samples.extend(
-            family.sample(0.0, part=today.isoformat()) for family in COUNTERS.values() if family.name not in present
-        )
-        if newest is not None:
-            result.note_timestamp(min(now.timestamp(), day_start(newest + timedelta(days=1)).timestamp()))
-        return samples
+            days.add(entry)
+        return days.samples(now, result)
 
     def export_state(self) -> dict[str, Any] | None:
         return {"covered_day": self.covered_day.isoformat()} if self.covered_day else None

@@ -259,27 +259,23 @@ class Gcore(Provider):
                 params = self.range_params(stream_id, iso_utc(window_start), iso_utc(window_end))
                 async with fetch.get("stream_viewers", self.url, params=params, headers=self.headers()) as answer:
                     raise_unless_ok(answer, vendor_words)
-                    for client, bucket_end, count in self.closed_buckets(answer.json(), result):
-                        if start <= bucket_end <= end:
-                            found[client, bucket_end] = TimedSample(bucket_end, self.sample(count, client, unit))
+                    async for entry in answer.json_items("clients"):
+                        for client, bucket_end, count in self.closed_buckets(entry, result):
+                            if start <= bucket_end <= end:
+                                found[client, bucket_end] = TimedSample(bucket_end, self.sample(count, client, unit))
             return [found[key] for key in sorted(found)]
 
         return await history_units(self.active_units(), history_of)
 
-    def closed_buckets(self, body: Any, result: HistoryResult) -> list[tuple[str, float, float]]:
-        """(client, bucket end, count) of every usable bucket of an answer."""
-        if not isinstance(body, list):
-            raise InvalidBody("expected a JSON list of clients")
+    def closed_buckets(self, entry: Any, result: HistoryResult) -> list[tuple[str, float, float]]:
+        """(client, bucket end, count) of every usable bucket of one client of an answer."""
+        if not isinstance(entry, dict) or not isinstance(entry.get("metrics"), dict):
+            raise InvalidBody("client entry without a metrics object")
+        client = sys.intern(str(entry.get("client", "")))
+        usable, rejected = usable_points(entry["metrics"].get("streams"))
+        result.rejected_points += rejected
         g = self.granularity_seconds
-        buckets = []
-        for entry in body:
-            if not isinstance(entry, dict) or not isinstance(entry.get("metrics"), dict):
-                raise InvalidBody("client entry without a metrics object")
-            client = sys.intern(str(entry.get("client", "")))
-            usable, rejected = usable_points(entry["metrics"].get("streams"))
-            result.rejected_points += rejected
-            buckets.extend((client, ts + g, count) for ts, count in usable)
-        return buckets
+        return [(client, ts + g, count) for ts, count in usable]
 
 
 @dataclass(frozen=True, slots=True)

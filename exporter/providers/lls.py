@@ -33,7 +33,7 @@ from exporter.families import CONCURRENT_VIEWERS
 from exporter.history.points import HistoryResult, TimedSample, history_units
 from exporter.poll import WHOLE_SOURCE, Fetcher, InvalidBody, PollResult, RateLimit, Sample, ShardView
 from exporter.providers import register
-from exporter.providers.base import Provider, is_count, newest_point, poll_units, raise_unless_ok
+from exporter.providers.base import NewestPoint, Provider, is_count, poll_units, raise_unless_ok
 from exporter.settings import NonEmpty, Secret, SourceSettings, format_duration, one_of
 
 PATH = "/lls/v1.0/analytics/delivery/queryConcurrentViewers"
@@ -292,18 +292,26 @@ class Lls(Provider):
             headers = SignedAtSend(lambda: self.headers(url, params))
             async with fetch.get("concurrent_viewers", url, params=params, headers=headers) as answer:
                 raise_unless_ok(answer, vendor_words, TRACE_HEADER)
-                return self.parse(answer.json(), query, result)
+                newest = self.newest_point()
+                return self.parse(await answer.json_with_list(("data",), newest.add), query, result, newest)
 
         return await poll_units(self.active_units(), poll_query)
 
-    def parse(self, body: Any, query: Query, result: PollResult) -> list[Sample]:
+    def newest_point(self) -> NewestPoint:
+        return NewestPoint(lambda point: point_time(point.get("timestamp")), "concurrentViewers")
+
+    def parse(
+        self, body: Any, query: Query, result: PollResult, handed_over: NewestPoint | None = None
+    ) -> list[Sample]:
         """`{domain, app, stream, protocol, data: [{timestamp, concurrentViewers}]}` to the newest
-        point; points whose timestamp or value is unusable are counted and skipped."""
+        point; points whose timestamp or value is unusable are counted and skipped. `handed_over`
+        holds the `data` points already read while decoding (`Answer.json_with_list`)."""
         if not isinstance(body, dict) or not isinstance(body.get("data"), list):
             raise InvalidBody("expected an object with a data list")
-        newest = newest_point(
-            body["data"], lambda point: point_time(point.get("timestamp")), "concurrentViewers", result
-        )
+        points = handed_over or self.newest_point()
+        for point in body["data"]:
+            points.add(point)
+        newest = points.finish(result)
         if newest is None:
             return []
         return [self.sample(body, query, newest[1])]
@@ -335,21 +343,28 @@ class Lls(Provider):
         async def history_of(unit: str, result: HistoryResult) -> list[TimedSample]:
             query = self._queries[unit]
             found: dict[float, TimedSample] = {}
+            viewers_at: dict[float, float] = {}
+            """The usable points of one answer, by timestamp, until its labels are read."""
+
+            def keep(point: Any) -> None:
+                ts = parse_sfd_time(point.get("timestamp")) if isinstance(point, dict) else None
+                viewers = point.get("concurrentViewers") if isinstance(point, dict) else None
+                if ts is None or not is_count(viewers):
+                    result.rejected_points += 1
+                elif start <= ts <= min(end, closed_before):
+                    viewers_at[ts] = viewers
+
             for started, ended in ranges:
                 params = self.range_params(query, sfd_time(started), sfd_time(ended))
                 headers = SignedAtSend(lambda params=params: self.headers(url, params))
                 async with fetch.get("concurrent_viewers", url, params=params, headers=headers) as answer:
                     raise_unless_ok(answer, vendor_words, TRACE_HEADER)
-                    body = answer.json()
+                    viewers_at.clear()
+                    body = await answer.json_with_list(("data",), keep)
                     if not isinstance(body, dict) or not isinstance(body.get("data"), list):
                         raise InvalidBody("expected an object with a data list")
-                    for point in body["data"]:
-                        ts = parse_sfd_time(point.get("timestamp")) if isinstance(point, dict) else None
-                        viewers = point.get("concurrentViewers") if isinstance(point, dict) else None
-                        if ts is None or not is_count(viewers):
-                            result.rejected_points += 1
-                        elif start <= ts <= min(end, closed_before):
-                            found[ts] = TimedSample(ts, self.sample(body, query, viewers))
+                    for ts, viewers in viewers_at.items():
+                        found[ts] = TimedSample(ts, self.sample(body, query, viewers))
             return [found[ts] for ts in sorted(found)]
 
         return await history_units(self.active_units(), history_of)

@@ -23,7 +23,7 @@ from exporter.families import CONCURRENT_VIEWERS
 from exporter.history.points import HistoryResult, TimedSample, history_units
 from exporter.poll import WHOLE_SOURCE, Fetcher, InvalidBody, PollError, PollResult, Sample, ShardView
 from exporter.providers import register
-from exporter.providers.base import Provider, is_count, newest_point, poll_units, raise_unless_ok
+from exporter.providers.base import NewestPoint, Provider, is_count, poll_units, raise_unless_ok
 from exporter.settings import NonEmpty, Secret, SourceSettings, one_of
 
 log = logging.getLogger(__name__)
@@ -120,18 +120,23 @@ class Naver(Provider):
         async def poll_chart(unit: str, result: PollResult) -> list[Sample]:
             async with fetch.get("current_viewers", url, params=self.params(), headers=headers) as answer:
                 raise_unless_ok(answer, vendor_words)
-                return self.parse(answer.json(), now.timestamp(), result)
+                newest = self.newest_point()
+                body = await answer.json_with_list(("result",), newest.add)
+                return self.parse(body, now.timestamp(), result, newest)
 
         return await poll_units(self.active_units(), poll_chart)
 
-    def parse(self, body: Any, now: float, result: PollResult) -> list[Sample]:
-        """The point with the newest `logDate` becomes the sample."""
-        newest = newest_point(
-            self.points(body),
-            lambda point: log_date_to_unix(point.get("logDate"), self.zone),
-            "currentViewerCnt",
-            result,
-        )
+    def newest_point(self) -> NewestPoint:
+        return NewestPoint(lambda point: log_date_to_unix(point.get("logDate"), self.zone), "currentViewerCnt")
+
+    def parse(self, body: Any, now: float, result: PollResult, handed_over: NewestPoint | None = None) -> list[Sample]:
+        """The point with the newest `logDate` becomes the sample; `handed_over` holds the
+        `result` points already read while decoding (`Answer.json_with_list`), counted only once
+        the body is known to be a success."""
+        points = handed_over or self.newest_point()
+        for point in self.points(body):
+            points.add(point)
+        newest = points.finish(result)
         if newest is None:
             return []
         self._check_zone(newest[0], now)
@@ -151,13 +156,20 @@ class Naver(Provider):
             ) as answer:
                 raise_unless_ok(answer, vendor_words)
                 found: dict[float, TimedSample] = {}
-                for point in self.points(answer.json()):
+                rejected = 0
+
+                def keep(point: Any) -> None:
+                    nonlocal rejected
                     ts = log_date_to_unix(point.get("logDate"), self.zone) if isinstance(point, dict) else None
                     viewers = point.get("currentViewerCnt") if isinstance(point, dict) else None
                     if ts is None or not is_count(viewers):
-                        result.rejected_points += 1
+                        rejected += 1
                     elif start <= ts <= end:
                         found[ts] = TimedSample(ts, self.sample(viewers))
+
+                for point in self.points(await answer.json_with_list(("result",), keep)):
+                    keep(point)
+                result.rejected_points += rejected
                 return [found[ts] for ts in sorted(found)]
 
         result = await history_units(self.active_units(), history_of)

@@ -401,6 +401,7 @@ class Parser:
         self.excluded = EXCLUDED.get(unit.platform, frozenset())
         self.rejected = 0
         self.samples: list[Sample] = []
+        self.games_seen: set[str] = set()
 
     def add(self, source: dict[str, Any], metrics: Iterable[Metric], labels: Labels = ()) -> None:
         for metric in metrics:
@@ -445,23 +446,33 @@ class Parser:
             return
         if not isinstance(games, list):
             raise InvalidBody("all_stream_games is not a list")
-        seen = set()
         for game in games:
-            name = game.get("name") if isinstance(game, dict) else None
-            if isinstance(name, str):
-                name = label_text(name)
-            if not isinstance(name, str) or not name or name in seen:
-                self.rejected += 1
-                continue
-            seen.add(name)
-            self.add(game, GAME_METRICS, (("game", name),))
+            self.game(game)
+
+    def game(self, game: Any) -> None:
+        name = game.get("name") if isinstance(game, dict) else None
+        if isinstance(name, str):
+            name = label_text(name)
+        if not isinstance(name, str) or not name or name in self.games_seen:
+            self.rejected += 1
+            return
+        self.games_seen.add(name)
+        self.add(game, GAME_METRICS, (("game", name),))
+
+    def handed_over(self, game: Any) -> None:
+        """An `all_stream_games` entry read while the answer is decoded (`Answer.json_with_list`):
+        kept by a unit of the games set, after the standard fields `parse` adds first."""
+        if self.unit.metric_set == "games":
+            self.game(game)
 
     def parse(self, data: dict[str, Any]) -> list[Sample]:
+        games_read, self.samples = self.samples, []
         if self.unit.carrier or self.unit.stream is None:
             self.standard(data)
         if self.unit.metric_set == "extra" and isinstance(data.get("extra_metrics"), dict):
             self.add(data["extra_metrics"], EXTRA_METRICS)
         elif self.unit.metric_set == "games":
+            self.samples.extend(games_read)
             self.games(data)
         elif self.unit.metric_set == "subs":
             self.add(data, SUBS_METRICS)
@@ -608,7 +619,9 @@ class StreamsCharts(Provider):
             ) as answer:
                 raise_unless_ok(answer, vendor_words)
                 answered = True
-                samples, ended = self.parse(unit, answer.json(), now, result)
+                parser = self.parser(unit, now)
+                body = await answer.json_with_list(("data", "all_stream_games"), parser.handed_over)
+                samples, ended = self.parse(unit, body, now, result, parser)
         except PollError as error:
             result.fail(unit.key, error)
             return
@@ -634,8 +647,14 @@ class StreamsCharts(Provider):
             params["testing_mode"] = "true"
         return params
 
-    def parse(self, unit: Unit, body: Any, now: datetime, result: PollResult) -> tuple[list[Sample], bool]:
-        """Samples of one answer, and whether the stream has ended for good.
+    def parser(self, unit: Unit, now: datetime) -> Parser:
+        return Parser(unit, "" if unit.stream is not None else now.astimezone(UTC).date().isoformat())
+
+    def parse(
+        self, unit: Unit, body: Any, now: datetime, result: PollResult, handed_over: Parser | None = None
+    ) -> tuple[list[Sample], bool]:
+        """Samples of one answer, and whether the stream has ended for good; `handed_over` holds
+        the games already read while decoding.
 
         Series are keyed on the configured platform, channel and stream, never on the identity
         the answer names (in testing mode the vendor may describe another channel).
@@ -643,8 +662,7 @@ class StreamsCharts(Provider):
         if not isinstance(body, dict) or not isinstance(body.get("data"), dict):
             raise InvalidBody('expected {"data": {...}}')
         data = body["data"]
-        part = "" if unit.stream is not None else now.astimezone(UTC).date().isoformat()
-        parser = Parser(unit, part)
+        parser = handed_over or self.parser(unit, now)
         samples = parser.parse(data)
         result.rejected_points += parser.rejected
         end = parse_time(data.get("stream_end")) if unit.stream is not None else None

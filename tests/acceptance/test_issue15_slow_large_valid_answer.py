@@ -1,9 +1,7 @@
 """Issue 15, item 1, on a running exporter (slow: a 54 MiB answer): the 300 MiB bound holds for
 answers *under* `global.max_response_bytes` too. A valid LLS answer of a million points is within
-the default 64 MiB cap, yet decoding it whole builds ~400 MiB of Python objects.
-
-Expected to fail until the decoding of answers other than Gcore's is bounded (see the issue 15
-acceptance report: exporter/decode.py and HttpAnswer.json are being changed in another branch).
+the default 64 MiB cap, yet decoding it whole builds ~400 MiB of Python objects: it is decoded a slice
+at a time, one point held at once (`Answer.json_with_list`).
 """
 
 from __future__ import annotations
@@ -12,7 +10,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-import pytest
 from aiohttp import web
 
 from exporter.providers.lls import PATH
@@ -44,7 +41,6 @@ def peak_rss_mib(pid: int) -> float:
     return int(line.split()[1]) / 1024
 
 
-@pytest.mark.xfail(strict=True, reason="answers other than Gcore's are decoded whole (json.loads)")
 def test_slow_a_valid_answer_under_the_cap_keeps_the_exporter_under_300_mib(
     run_exporter: Any, simulator_thread: Any, tmp_path: Path
 ) -> None:

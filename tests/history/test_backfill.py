@@ -197,6 +197,27 @@ async def test_after_a_429_only_the_refused_request_is_sent_again_signed_afresh(
     assert len(set(seen)) == len(seen), "the repeated request is signed afresh"
 
 
+async def test_backfill_gives_up_answers_larger_than_max_response_bytes(
+    serve_app: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    clock = FakeTime()
+    sim = LlsSimulator(clock=clock.wall)
+    base_url = await serve_app(sim.app())
+    config = parse_config(
+        {"global": {"max_response_bytes": "1KiB"}, "sources": sim.demo_sources(base_url)[:1]}, "c.yaml", Path(".")
+    )
+    selected, _ = select(config, [])
+    for provider in selected:
+        provider.clock = clock.wall  # type: ignore[attr-defined]
+
+    series, delivered, _ = await collect(
+        config, selected, clock.wall() - 86400, clock.wall(), {}, clock=clock.monotonic, sleep=clock.sleep
+    )
+
+    assert not delivered and series.sample_count == 0
+    assert "answer larger than global.max_response_bytes (1024 bytes)" in capsys.readouterr().err
+
+
 def test_the_exporter_takes_no_abbreviated_flag_either(tmp_path: Path) -> None:
     """`livestream-exporter --to 2` (backfill's flag, without `backfill`) is no `--total-shards 2`."""
     done = subprocess.run(
