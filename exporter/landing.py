@@ -10,6 +10,7 @@ last errors that the scheduler has already redacted.
 
 from __future__ import annotations
 
+import asyncio
 import html
 from collections import deque
 from collections.abc import Iterable, Sequence
@@ -31,6 +32,9 @@ VIEWER_FAMILIES = frozenset({CONCURRENT_VIEWERS.name, UNIQUE_VIEWERS.name})
 HISTORY_SECONDS = 3600.0
 REFRESH_SECONDS = 5
 SPARK_WIDTH, SPARK_HEIGHT = 120, 24
+UNITS_PER_TURN = 1000
+"""Units summed between two hand-backs to the event loop (about 1 ms): a poll of 10k streams
+took 11 ms in one turn."""
 
 
 class GapStatus(Protocol):
@@ -67,11 +71,19 @@ class AudienceHistory:
         self.window = window
         self._sources: dict[str, SourceFigures] = {}
 
-    def record(self, source: str, result: PollResult, now: float) -> None:
+    async def record(self, source: str, result: PollResult, now: float) -> None:
+        """Take the poll's figures, summing its units UNITS_PER_TURN at a time with the event loop
+        handed back in between (a small poll in one go)."""
         figures = self._sources.setdefault(source, SourceFigures())
         if result.credits_remaining is not None:
             figures.credits_left = result.credits_remaining
-        viewers = [total for samples in result.samples.values() if (total := viewer_total(samples)) is not None]
+        viewers: list[float] = []
+        for count, samples in enumerate(result.samples.values(), 1):
+            total = viewer_total(samples)
+            if total is not None:
+                viewers.append(total)
+            if count % UNITS_PER_TURN == 0 and count < len(result.samples):
+                await asyncio.sleep(0)
         if not result.ok or not viewers:
             return
         figures.audience = sum(viewers)

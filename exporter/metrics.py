@@ -82,7 +82,7 @@ SeriesKey = tuple[str, Labels]
 CounterEntry = dict[str, Any]
 """One counter as the state file holds it: {"name", "labels", "parts": {part: total}, "unit"}."""
 _Parts = tuple[tuple[str, float], ...]
-_Counter = tuple[str, Labels, _Parts, str | None]
+StoredCounter = tuple[str, Labels, _Parts, str | None]
 """One counter as the store keeps it: (name, labels, ((part, total), ...), unit). Tuples of
 strings and floats only, which the garbage collector stops tracking: 10k streams' counters kept
 as dicts were 20k objects walked by every full collection (see docs/design.md)."""
@@ -115,7 +115,7 @@ million series cost a few blocks, not a million bytes objects and a set of their
 class _SourceState:
     identity: SourceIdentity
     units: dict[str, _Unit] = field(default_factory=dict)
-    counters: dict[SeriesKey, _Counter] = field(default_factory=dict)
+    counters: dict[SeriesKey, StoredCounter] = field(default_factory=dict)
     """Entries are tuples, replaced and never changed, so `counter_state` is a consistent snapshot."""
     newest_day: str = ""
     folded_before: str = ""
@@ -262,13 +262,13 @@ class AudienceStore:
 
     def counter_state(self, source: str) -> dict[str, Any]:
         """What must survive a restart for this source's counters, as JSON-able data: a snapshot
-        that later polls never change (entries are replaced, not edited), cheap to take."""
-        return {
-            "counters": [
-                {"name": name, "labels": labels, "parts": dict(parts), "unit": unit}
-                for name, labels, parts, unit in self._sources[source].counters.values()
-            ]
-        }
+        that later polls never change (entries are replaced, not edited)."""
+        return {"counters": [counter_json(entry) for entry in self.counter_entries(source)]}
+
+    def counter_entries(self, source: str) -> list[StoredCounter]:
+        """The source's counters as they stand now, for `counter_json` later: a copy of the
+        list only (about 0.1 ms for 10k), so a caller can build the JSON form in slices."""
+        return list(self._sources[source].counters.values())
 
     def _render_steps(
         self, state: _SourceState, samples: Sequence[Sample], rendered: list[Any], result: PollResult
@@ -324,11 +324,14 @@ class AudienceStore:
                 yield
         if ALL_UNITS not in result.failures:
             yield from _forget_steps(state, result)
-        for count, (key, samples) in enumerate(result.samples.items(), 1):
+        lines = 0
+        for key, samples in result.samples.items():
             rendered: list[Any] = [now]
             yield from self._render_steps(state, samples, rendered, result)
             kept[key] = tuple(rendered)
-            if count % SLICE == 0:
+            lines += len(rendered) // 2 + 1
+            if lines >= SLICE:
+                lines = 0
                 yield
         if self._sources.get(source) is not state:
             return
@@ -384,6 +387,12 @@ class AudienceStore:
                 pieces.append(self._headers[(name, openmetrics)])
                 pieces.extend(chunks)
         return pieces
+
+
+def counter_json(entry: StoredCounter) -> CounterEntry:
+    """One counter as its state file holds it (see `restored_counter` for the way back)."""
+    name, labels, parts, unit = entry
+    return {"name": name, "labels": labels, "parts": dict(parts), "unit": unit}
 
 
 def restored_counter(entry: Any) -> CounterEntry | None:

@@ -1,15 +1,32 @@
 """The one writer of a source's state: what its counters and its provider (a credit ledger) must
 remember across restarts, read when the source starts and queued after each poll for
-`StateFiles`, which writes it off the event loop."""
+`StateFiles`, which writes it off the event loop. The snapshot is taken at once and turned into
+its JSON form COUNTERS_PER_TURN counters at a time, handing the event loop back in between: 10k
+streams' counters took 15 ms in one turn."""
 
 from __future__ import annotations
 
 import asyncio
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-from exporter.metrics import AudienceStore
+from exporter.metrics import AudienceStore, CounterEntry, StoredCounter, counter_json
 from exporter.sources import SourceRuntime
 from exporter.state import StateFiles
+
+COUNTERS_PER_TURN = 1000
+"""Counters turned into their JSON form between two hand-backs to the event loop (about 1.5 ms)."""
+
+
+@dataclass(frozen=True)
+class StateSnapshot:
+    """What a source must remember, taken at the end of a poll; later polls never change it (the
+    store replaces counter tuples, it does not edit them)."""
+
+    source: str
+    counters: list[StoredCounter]
+    provider: Any
 
 
 class Persistence:
@@ -41,8 +58,20 @@ class Persistence:
         self.store.add_source(runtime.identity, saved)
         runtime.provider.restore_state(saved.get("provider"))
 
-    def save(self, runtime: SourceRuntime) -> None:
-        counters = self.store.counter_state(runtime.name)
+    def snapshot(self, runtime: SourceRuntime) -> StateSnapshot | None:
+        """The source's state as it stands now, None when there is nothing to keep; cheap (a
+        copy of the counters list), so it is taken in the poll's last turn."""
+        counters = self.store.counter_entries(runtime.name)
         provider_state = runtime.provider.export_state()
-        if counters["counters"] or provider_state:
-            self.files.save(runtime.name, {**counters, "provider": provider_state})
+        if not counters and not provider_state:
+            return None
+        return StateSnapshot(runtime.name, counters, provider_state)
+
+    async def save(self, snapshot: StateSnapshot) -> None:
+        """Queue `snapshot` in its JSON form, built a slice of counters at a time."""
+        counters: list[CounterEntry] = []
+        for start in range(0, len(snapshot.counters), COUNTERS_PER_TURN):
+            if start:
+                await asyncio.sleep(0)
+            counters += [counter_json(entry) for entry in snapshot.counters[start : start + COUNTERS_PER_TURN]]
+        self.files.save(snapshot.source, {"counters": counters, "provider": snapshot.provider})

@@ -14,17 +14,18 @@ RELEASED_PER_TURN = 10_000
 """Entries freed between two hand-backs to the event loop: well under a millisecond."""
 
 
-async def release(container: list[Any] | dict[Any, Any]) -> None:
-    """Empty `container` a slice at a time (the caller must be its only user from now on); a
-    small one at once, without a hand-back (10k small answers per poll would pay 10k turns)."""
-    if len(container) <= RELEASED_PER_TURN:
+async def release(container: list[Any] | dict[Any, Any], per_turn: int = RELEASED_PER_TURN) -> None:
+    """Empty `container` `per_turn` entries at a time (the caller must be its only user from now
+    on; fewer per turn when each entry holds many objects); a small one at once, without a
+    hand-back (10k small answers per poll would pay 10k turns)."""
+    if len(container) <= per_turn:
         container.clear()
     elif isinstance(container, dict):
         while container:
-            for _ in range(min(RELEASED_PER_TURN, len(container))):
+            for _ in range(min(per_turn, len(container))):
                 container.popitem()
             await asyncio.sleep(0)
     else:
         while container:
-            del container[-RELEASED_PER_TURN:]
+            del container[-per_turn:]
             await asyncio.sleep(0)

@@ -24,35 +24,35 @@ def viewers(*values: float, credits: float | None = None) -> PollResult:
     return PollResult(samples=samples, credits_remaining=credits)
 
 
-def test_audience_is_the_sum_of_the_viewer_gauges_of_the_last_good_poll() -> None:
+async def test_audience_is_the_sum_of_the_viewer_gauges_of_the_last_good_poll() -> None:
     history = AudienceHistory()
-    history.record("lls", viewers(120, 30), now=1000.0)
+    await history.record("lls", viewers(120, 30), now=1000.0)
     assert history.figures("lls").audience == 150
-    history.record("lls", PollResult(failures={ALL_UNITS: PollError("HTTP 503")}), now=1060.0)
+    await history.record("lls", PollResult(failures={ALL_UNITS: PollError("HTTP 503")}), now=1060.0)
     assert history.figures("lls").audience == 150
     assert [value for _, value in history.figures("lls").history] == [150]
 
 
-def test_unique_viewers_count_as_audience_too() -> None:
+async def test_unique_viewers_count_as_audience_too() -> None:
     history = AudienceHistory()
     result = PollResult(samples={"42": [Sample.of("livestream_unique_viewers", 7, stream="42", granularity="1m")]})
-    history.record("gcore", result, now=1000.0)
+    await history.record("gcore", result, now=1000.0)
     assert history.figures("gcore").audience == 7
 
 
-def test_a_source_without_viewer_gauges_has_no_audience_but_its_credits() -> None:
+async def test_a_source_without_viewer_gauges_has_no_audience_but_its_credits() -> None:
     history = AudienceHistory()
-    history.record(
+    await history.record(
         "sc", PollResult(samples={"s": [Sample.of("livestream_peak_viewers", 9)]}, credits_remaining=41.5), 1.0
     )
     assert history.figures("sc").audience is None
     assert history.figures("sc").credits_left == 41.5
 
 
-def test_history_keeps_only_the_last_hour() -> None:
+async def test_history_keeps_only_the_last_hour() -> None:
     history = AudienceHistory()
     for minute in range(90):
-        history.record("lls", viewers(minute), now=60.0 * minute)
+        await history.record("lls", viewers(minute), now=60.0 * minute)
     kept = history.figures("lls").history
     assert kept[0][0] == 60.0 * 89 - 3600 and kept[-1] == (60.0 * 89, 89)
 

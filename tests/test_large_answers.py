@@ -156,13 +156,13 @@ async def test_releasing_a_large_container_empties_it_a_slice_at_a_time() -> Non
     assert turns >= 5 + 3 - 1
 
 
-def test_the_landing_page_sums_a_table_as_it_sums_its_samples() -> None:
+async def test_the_landing_page_sums_a_table_as_it_sums_its_samples() -> None:
     from exporter.landing import AudienceHistory
 
     big = table(1000)
     from_table, from_list = AudienceHistory(), AudienceHistory()
-    from_table.record("big", PollResult(samples={"all": big}), now=NOW)
-    from_list.record("big", PollResult(samples={"all": list(big)}), now=NOW)
+    await from_table.record("big", PollResult(samples={"all": big}), now=NOW)
+    await from_list.record("big", PollResult(samples={"all": list(big)}), now=NOW)
     assert from_table.figures("big").audience == from_list.figures("big").audience == sum(i % 977 for i in range(1000))
 
 
