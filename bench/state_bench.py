@@ -39,31 +39,14 @@ sys.path.insert(0, str(ROOT))
 
 from exporter.credits import PERIOD_SECONDS  # noqa: E402
 from exporter.families import AUDIENCE_FAMILIES  # noqa: E402
+from exporter.fetch import HttpAnswer  # noqa: E402
 from exporter.metrics import AudienceStore, SourceIdentity  # noqa: E402
-from exporter.poll import InvalidBody  # noqa: E402
 from exporter.providers.streamscharts import StreamsCharts, StreamsChartsSettings  # noqa: E402
 from exporter.state import StateFiles, json_pieces  # noqa: E402
 
 BODY = json.loads((ROOT / "tests/fixtures/streamscharts/standard.json").read_text())
 BODY["data"]["stream_end"] = None
 START = datetime(2026, 1, 1, tzinfo=UTC)
-
-
-class _Answer:
-    """The vendor's documented answer for every stream, its viewer total growing with time."""
-
-    status = 200
-    headers: dict[str, str] = {}
-    body = b""
-    retry_after = None
-
-    def __init__(self, hours_watched: float) -> None:
-        self.hours_watched = hours_watched
-
-    def json(self) -> Any:
-        if self.hours_watched < 0:
-            raise InvalidBody("never")
-        return {"data": {**BODY["data"], "hours_watched": self.hours_watched}}
 
 
 class InProcessVendor:
@@ -73,9 +56,12 @@ class InProcessVendor:
         self.hours_watched = 1000.0
 
     @asynccontextmanager
-    async def get(self, endpoint: str, url: str, **_: Any) -> AsyncIterator[_Answer]:
+    async def get(self, endpoint: str, url: str, **_: Any) -> AsyncIterator[HttpAnswer]:
+        """The vendor's documented answer for every stream, its viewer total growing with time,
+        read through the exporter's own answer type."""
         await asyncio.sleep(0)
-        yield _Answer(self.hours_watched)
+        body = {"data": {**BODY["data"], "hours_watched": self.hours_watched}}
+        yield HttpAnswer(200, {}, json.dumps(body).encode())
 
 
 def settings(streams: int) -> StreamsChartsSettings:
