@@ -5,7 +5,7 @@
 
 The first and the last poll of the 30 days go through the real path: `StreamsCharts.poll` (bounded
 concurrency, ledger, parsing of the vendor page's own example body, answered in process without
-a network), then `AudienceStore.apply_sliced`, then a snapshot (`counter_state` and
+a network), then `AudienceStore.apply_sliced`, then a snapshot (`counter_entries` and
 `export_state`, as the scheduler takes it) handed to `StateFiles`, whose writer thread writes it
 while a 1 ms ticker on the event loop measures how late it wakes (the loop's longest stall while
 the file is written). The polls in between book the same calls in the same ledger directly
@@ -40,7 +40,7 @@ sys.path.insert(0, str(ROOT))
 from exporter.credits import PERIOD_SECONDS  # noqa: E402
 from exporter.families import AUDIENCE_FAMILIES  # noqa: E402
 from exporter.fetch import HttpAnswer  # noqa: E402
-from exporter.metrics import AudienceStore, SourceIdentity  # noqa: E402
+from exporter.metrics import AudienceStore, SourceIdentity, counter_json  # noqa: E402
 from exporter.providers.streamscharts import StreamsCharts, StreamsChartsSettings  # noqa: E402
 from exporter.state import StateFiles, json_pieces  # noqa: E402
 
@@ -99,7 +99,8 @@ async def _poll_and_save(
     polled = time.perf_counter()
     poll_done.set()
     await poll_ticker
-    snapshot = {**store.counter_state("sc"), "provider": provider.export_state()}
+    counters = [counter_json(entry) for entry in store.counter_entries("sc")]
+    snapshot = {"counters": counters, "provider": provider.export_state()}
     taken = time.perf_counter()
     pieces: list[str] = []
     json_pieces(snapshot, pieces)

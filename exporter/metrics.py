@@ -116,7 +116,7 @@ class _SourceState:
     identity: SourceIdentity
     units: dict[str, _Unit] = field(default_factory=dict)
     counters: dict[SeriesKey, StoredCounter] = field(default_factory=dict)
-    """Entries are tuples, replaced and never changed, so `counter_state` is a consistent snapshot."""
+    """Entries are tuples, replaced and never changed, so `counter_entries` is a consistent snapshot."""
     newest_day: str = ""
     folded_before: str = ""
     """Day parts before this day have been folded into FOLDED_PART."""
@@ -219,8 +219,9 @@ class AudienceStore:
         """Called after the pieces have changed (see Exposition: caches per piece are let go)."""
 
     def add_source(self, identity: SourceIdentity, counter_state: dict[str, Any] | None = None) -> None:
-        """Register a source, continuing its counters from `counter_state` (see `counter_state`);
-        an entry no counter can hold is left out with one warning line, never served."""
+        """Register a source, continuing its counters from `counter_state` (a state file as
+        exporter.persistence writes it); an entry no counter can hold is left out with one
+        warning line, never served."""
         state = _SourceState(identity)
         entries = counter_state.get("counters") if isinstance(counter_state, dict) else None
         if isinstance(entries, list):
@@ -259,11 +260,6 @@ class AudienceStore:
                 self._drop_stale(state, now)
                 for _ in self._join_steps(state):
                     await asyncio.sleep(0)
-
-    def counter_state(self, source: str) -> dict[str, Any]:
-        """What must survive a restart for this source's counters, as JSON-able data: a snapshot
-        that later polls never change (entries are replaced, not edited)."""
-        return {"counters": [counter_json(entry) for entry in self.counter_entries(source)]}
 
     def counter_entries(self, source: str) -> list[StoredCounter]:
         """The source's counters as they stand now, for `counter_json` later: a copy of the

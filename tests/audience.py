@@ -4,8 +4,9 @@
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
-from exporter.metrics import AudienceStore
+from exporter.metrics import AudienceStore, counter_json
 from exporter.poll import PollResult
 
 
@@ -17,3 +18,8 @@ def apply(store: AudienceStore, source: str, result: PollResult, now: float) -> 
 def audience_body(store: AudienceStore, openmetrics: bool) -> bytes:
     """The audience part of a scrape, as `Exposition` writes it."""
     return b"".join(store.pieces(openmetrics))
+
+
+def counter_state(store: AudienceStore, source: str) -> dict[str, Any]:
+    """The `counters` part of the source's state file, as `Persistence` writes it in slices."""
+    return {"counters": [counter_json(entry) for entry in store.counter_entries(source)]}

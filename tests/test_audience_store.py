@@ -7,7 +7,7 @@ import gc
 from exporter.families import AUDIENCE_FAMILIES
 from exporter.metrics import AudienceStore, SourceIdentity
 from exporter.poll import ALL_UNITS, PollError, PollResult, Sample
-from tests.audience import apply, audience_body
+from tests.audience import apply, audience_body, counter_state
 
 
 def store(stale_after: float = 300) -> AudienceStore:
@@ -79,7 +79,7 @@ def test_counter_state_round_trips_through_a_restart() -> None:
     before = store()
     apply(before, "s", PollResult(samples={"u": [Sample.of("livestream_sessions_total", 3, part="d1")]}), now=0)
     after = AudienceStore(AUDIENCE_FAMILIES, 300)
-    after.add_source(SourceIdentity("s", "gcore"), before.counter_state("s"))
+    after.add_source(SourceIdentity("s", "gcore"), counter_state(before, "s"))
     apply(after, "s", PollResult(samples={"u": [Sample.of("livestream_sessions_total", 2, part="d1")]}), now=0)
     assert sessions(after) == 3
 

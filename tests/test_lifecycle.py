@@ -15,6 +15,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from exporter.demo.gcore import GcoreSimulator
+from tests.audience import counter_state
 from tests.conftest import http_get
 
 
@@ -156,9 +157,9 @@ async def test_reload_cancels_the_in_flight_poll_of_a_removed_source(serve_app: 
         assert (summary.removed, summary.added) == (["gone"], ["kept"])
         assert await asyncio.wait_for(poll, 1) is False
         assert list(scheduler.sources) == ["kept"]
-        assert scheduler.store.counter_state("kept") == {"counters": []}
+        assert counter_state(scheduler.store, "kept") == {"counters": []}
         with pytest.raises(KeyError):
-            scheduler.store.counter_state("gone")
+            counter_state(scheduler.store, "gone")
     finally:
         sim.faults.set({})
         await scheduler.close()

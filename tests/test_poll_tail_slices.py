@@ -18,6 +18,7 @@ from exporter.persistence import COUNTERS_PER_TURN, Persistence, StateSnapshot
 from exporter.poll import PollResult, Sample
 from exporter.scheduler import finished_even_if_cancelled
 from exporter.slices import release
+from tests.audience import counter_state
 
 SESSIONS = "livestream_sessions_total"
 NOW = datetime(2024, 8, 1, 12, tzinfo=UTC).timestamp()
@@ -82,7 +83,7 @@ async def test_a_large_counter_snapshot_is_saved_in_turns_as_the_store_states_it
     persistence.flush()
     assert ticker.turns >= 4
     written = json.loads((tmp_path / "cf.json").read_text())
-    assert written == json.loads(json.dumps({**store.counter_state("cf"), "provider": {"ledger": [1, 2]}}))
+    assert written == json.loads(json.dumps({**counter_state(store, "cf"), "provider": {"ledger": [1, 2]}}))
     assert len(written["counters"]) == units
     await persistence.close()
 

@@ -21,7 +21,7 @@ from exporter.demo.cloudflare import CloudflareSimulator
 from exporter.families import AUDIENCE_FAMILIES
 from exporter.metrics import FOLD_AFTER_DAYS, FOLDED_PART, AudienceStore, SourceIdentity
 from exporter.poll import ALL_UNITS, PollError, PollResult, Sample
-from tests.audience import apply, audience_body
+from tests.audience import apply, audience_body, counter_state
 from tests.test_counters import Exporter, Vendor
 
 SESSIONS = "livestream_sessions_total"
@@ -107,7 +107,7 @@ def test_day_parts_past_every_vendors_window_fold_into_one_part_and_the_total_st
     for offset in range(60):
         poll(store, now=NOW + offset * 86400, daywise=[(offset + 1, day(offset - 1)), (offset + 2, day(offset))])
         assert sessions(store) == 1 + sum(n + 2 for n in range(offset + 1))
-    [entry] = store.counter_state("cf")["counters"]
+    [entry] = counter_state(store, "cf")["counters"]
     days_that_can_change = FOLD_AFTER_DAYS + 1
     assert len(entry["parts"]) == days_that_can_change + 1 + 1  # the day added since the last fold, folded
     assert FOLDED_PART in entry["parts"]
@@ -120,7 +120,7 @@ def test_a_folded_day_reported_again_is_not_counted_twice_even_after_a_restart()
     assert sessions(store) == 8
     poll(store, now=NOW + 40 * 86400, daywise=[(9, day(0)), (1, day(40))])
     assert sessions(store) == 8
-    restarted = store_with(json.loads(json.dumps(store.counter_state("cf"))))
+    restarted = store_with(json.loads(json.dumps(counter_state(store, "cf"))))
     poll(restarted, now=NOW + 40 * 86400, daywise=[(9, day(0)), (1, day(40))])
     assert sessions(restarted) == 8
 
@@ -146,7 +146,7 @@ def test_a_unit_the_poll_no_longer_covers_takes_its_counters_with_it() -> None:
         NOW,
     )
     apply(store, "cf", PollResult(samples={"a": [Sample.of(SESSIONS, 1, "", unit="a")]}), NOW)
-    assert [entry["unit"] for entry in store.counter_state("cf")["counters"]] == ["a"]
+    assert [entry["unit"] for entry in counter_state(store, "cf")["counters"]] == ["a"]
 
 
 def test_a_failed_unit_and_a_failed_poll_keep_their_counters() -> None:
@@ -154,7 +154,7 @@ def test_a_failed_unit_and_a_failed_poll_keep_their_counters() -> None:
     poll(store, a=[(1, "")], b=[(2, "")])
     poll(store, failures={"b": PollError("HTTP 500")}, a=[(1, "")])
     poll(store, failures={ALL_UNITS: PollError("internal error")})
-    assert len(store.counter_state("cf")["counters"]) == 1
+    assert len(counter_state(store, "cf")["counters"]) == 1
     assert sessions(store) == 2
 
 
@@ -164,15 +164,15 @@ def test_counters_saved_without_their_unit_go_after_a_full_poll_that_did_not_rep
 
     store = store_with({"counters": [entry("kept"), entry("gone")]})
     poll(store, failures={"other": PollError("HTTP 500")})
-    assert len(store.counter_state("cf")["counters"]) == 2
+    assert len(counter_state(store, "cf")["counters"]) == 2
     apply(store, "cf", PollResult(samples={"u": [Sample.of(SESSIONS, 1, "", app="kept")]}), NOW)
-    assert [(e["labels"], e["unit"]) for e in store.counter_state("cf")["counters"]] == [((("app", "kept"),), "u")]
+    assert [(e["labels"], e["unit"]) for e in counter_state(store, "cf")["counters"]] == [((("app", "kept"),), "u")]
 
 
 def test_the_counter_state_handed_to_the_writer_never_changes_afterwards() -> None:
     store = store_with()
     poll(store, daywise=[(1, day(0))])
-    snapshot = store.counter_state("cf")
+    snapshot = counter_state(store, "cf")
     frozen = json.dumps(snapshot)
     poll(store, daywise=[(5, day(0)), (2, day(1))])
     poll(store, now=NOW + 50 * 86400, daywise=[(1, day(50))])
