@@ -30,7 +30,7 @@ import sys
 import tempfile
 import threading
 import time
-import traceback
+from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
@@ -95,8 +95,8 @@ def run_exporter(report_path: str, exporter_args: list[str]) -> int:
     amain = cli.amain
 
     async def ticking_amain(args: argparse.Namespace, redactor: Any) -> int:
-        if os.environ.get("SCALE_STACKS"):
-            StackSampler(report, threading.get_ident()).start()
+        if os.environ.get("SCALE_TURNS"):
+            TurnRecorder(report, asyncio.get_running_loop())
         ticker = asyncio.ensure_future(tick(report))
         try:
             return await amain(args, redactor)
@@ -117,7 +117,6 @@ async def tick(report: Report) -> None:
     collections = GcPauses()
     while True:
         started, cpu = loop.time(), time.thread_time()
-        LAST_TICK_CPU[0] = cpu
         await asyncio.sleep(0.001)
         woke = loop.time()
         worst = max(worst, woke - started - 0.001)
@@ -128,28 +127,87 @@ async def tick(report: Report) -> None:
             window_end = woke + WINDOW
 
 
-LAST_TICK_CPU = [0.0]
-"""The loop thread's CPU clock at the ticker's last wake-up (read by StackSampler)."""
+class TurnRecorder:
+    """With `--reports`: every turn of the event loop whose callbacks ran longer than
+    TURN_REPORTED_MS, with its longest callbacks (a task is named by the coroutines it awaits in
+    when it hands the loop back) and, for a callback that ran over 4 ms, where a sampling thread
+    found the loop thread meanwhile (it needs the GIL, so it sees a long C call only after it)."""
 
-
-class StackSampler(threading.Thread):
-    """With `--reports`: every 2 ms, if the loop thread has computed more than 8 ms since the
-    ticker last ran, write where it is (the frames that hold the loop)."""
-
-    def __init__(self, report: Report, loop_thread: int) -> None:
-        super().__init__(daemon=True)
+    def __init__(self, report: Report, loop: asyncio.AbstractEventLoop) -> None:
         self.report = report
-        self.loop_thread = loop_thread
-        self.clock = time.pthread_getcpuclockid(loop_thread)
+        self.callbacks: list[tuple[float, str]] = []
+        self.running_since = 0.0
+        self.seen: list[str] = []
+        run_once = loop._run_once  # type: ignore[attr-defined]
+        handle_run = asyncio.events.Handle._run
 
-    def run(self) -> None:
+        def timed_run(handle: asyncio.Handle) -> None:
+            self.seen = []
+            self.running_since = started = time.perf_counter()
+            handle_run(handle)
+            self.running_since = 0.0
+            took = time.perf_counter() - started
+            if took > 0.0005:
+                where = describe(handle)
+                if self.seen:
+                    where += " | held in: " + "; ".join(f"{n}x {w}" for w, n in Counter(self.seen).most_common(5))
+                self.callbacks.append((took * 1000, where))
+
+        def timed_turn() -> None:
+            self.callbacks = []
+            started = time.perf_counter()
+            run_once()
+            total = sum(took for took, _ in self.callbacks)
+            if total > TURN_REPORTED_MS:
+                longest = sorted(self.callbacks, reverse=True)[:4]
+                self.report.write(
+                    t=time.time(),
+                    turn_ms=(time.perf_counter() - started) * 1000,
+                    callbacks_ms=total,
+                    count=len(self.callbacks),
+                    longest=[f"{took:.1f} {where}" for took, where in longest],
+                )
+
+        def timed_collection(phase: str, info: dict[str, int]) -> None:
+            if phase == "start":
+                self.collecting_since = time.perf_counter()
+            elif (took := time.perf_counter() - self.collecting_since) > 0.002:
+                self.callbacks.append((took * 1000, f"gc of generation {info['generation']}"))
+
+        self.collecting_since = 0.0
+        gc.callbacks.append(timed_collection)
+        asyncio.events.Handle._run = timed_run  # type: ignore[method-assign]
+        loop._run_once = timed_turn  # type: ignore[attr-defined]
+        sys.setswitchinterval(0.0005)
+        threading.Thread(target=self.sample, args=(threading.get_ident(),), daemon=True).start()
+
+    def sample(self, loop_thread: int) -> None:
         while True:
-            time.sleep(0.002)
-            if time.clock_gettime(self.clock) - LAST_TICK_CPU[0] > 0.008:
-                frame = sys._current_frames().get(self.loop_thread)
-                stack = traceback.extract_stack(frame)[-6:] if frame else []
-                where = " <- ".join(f"{Path(f.filename).name}:{f.lineno}:{f.name}" for f in reversed(stack))
-                self.report.write(t=time.time(), held=where)
+            time.sleep(0.001)
+            since = self.running_since
+            if since and time.perf_counter() - since > 0.002:
+                frame, names = sys._current_frames().get(loop_thread), []
+                while frame is not None and len(names) < 7:
+                    names.append(f"{Path(frame.f_code.co_filename).stem}:{frame.f_lineno}:{frame.f_code.co_name}")
+                    frame = frame.f_back
+                self.seen.append(" < ".join(names))
+
+
+TURN_REPORTED_MS = 8.0
+
+
+def describe(handle: asyncio.Handle) -> str:
+    callback = handle._callback  # type: ignore[attr-defined]
+    task = getattr(callback, "__self__", None)
+    if isinstance(task, asyncio.Task):
+        chain, awaited = [], task.get_coro()
+        while awaited is not None and len(chain) < 8:
+            frame = getattr(awaited, "cr_frame", None) or getattr(awaited, "ag_frame", None)
+            name = getattr(awaited, "__qualname__", type(awaited).__name__)
+            chain.append(f"{name}:{frame.f_lineno}" if frame else name)
+            awaited = getattr(awaited, "cr_await", None) or getattr(awaited, "ag_await", None)
+        return " > ".join(chain)
+    return getattr(callback, "__qualname__", repr(callback))
 
 
 class GcPauses:
@@ -496,7 +554,7 @@ def run_scenario(scenario: Scenario, timeout: float, keep: Path | None) -> dict[
                 urls[name] = child.line["base_url"]
             config = write_config(scenario, urls, work)
             base_url = f"http://127.0.0.1:{free_port()}"
-            environment = {**os.environ, "SCALE_STACKS": "1"} if keep is not None else None
+            environment = {**os.environ, "SCALE_TURNS": "1"} if keep is not None else None
             exporter = Child(
                 [
                     sys.executable, __file__, "--role", "exporter", "--report", str(exporter_report), "--",

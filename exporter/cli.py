@@ -29,7 +29,7 @@ from exporter.families import AUDIENCE_FAMILIES
 from exporter.history import backfill
 from exporter.landing import LandingContext, exposed
 from exporter.logs import LEVELS, Redactor, setup_logging
-from exporter.memory import collect_garbage_when_quiet, pin_mmap_threshold
+from exporter.memory import collect_garbage_when_quiet, collect_young_generations, pin_mmap_threshold
 from exporter.metrics import AudienceStore, ExporterMetrics, Exposition
 from exporter.probe import health_probe
 from exporter.providers import providers
@@ -305,7 +305,7 @@ async def serve(setup: Setup, args: argparse.Namespace, redactor: Redactor, secu
     gc.freeze()
     pin_mmap_threshold()
     loop = asyncio.get_running_loop()
-    collector = loop.create_task(collect_garbage_when_quiet())
+    collectors = [loop.create_task(collect_garbage_when_quiet()), loop.create_task(collect_young_generations())]
     exporter.scheduler.start()
     stop = asyncio.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
@@ -320,7 +320,8 @@ async def serve(setup: Setup, args: argparse.Namespace, redactor: Redactor, secu
     loop.add_signal_handler(signal.SIGHUP, on_sighup)
     await stop.wait()
     log.info("shutting down")
-    collector.cancel()
+    for collector in collectors:
+        collector.cancel()
     for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
         loop.remove_signal_handler(signum)
     await server.stop()

@@ -86,3 +86,24 @@ async def collect_garbage_when_quiet(
             wait = FULL_COLLECTION_EVERY
         else:
             wait = min(2 * wait, LONGEST_WITHOUT_FULL_COLLECTION)
+
+
+YOUNG_COLLECTION_EVERY = 0.05
+"""Seconds between two collections of the young generations by `collect_young_generations`."""
+
+
+async def collect_young_generations(sleep: Callable[[float], Awaitable[None]] = asyncio.sleep) -> None:
+    """Collect the young generations every YOUNG_COLLECTION_EVERY seconds, between turns of the
+    event loop, so that no automatic young collection in the middle of a poll finds tens of
+    thousands of objects.
+
+    CPython counts a young collection due after 700 more allocations than deallocations, and
+    counts the deallocation of *any* collectable object, old ones too. A poll that replaces what
+    the previous one left (Streams Charts' remembered samples of 10k streams: about 1.5M tuples
+    freed while as many are made) keeps that count near zero while the youngest generation grows
+    to 30k objects; the collection that finally comes walks them all in one turn (10 to 45 ms,
+    measured). Collected here, the young generations hold at most what 50 ms of work allocates
+    (well under a millisecond to walk), and cost nothing when the exporter is idle."""
+    while True:
+        await sleep(YOUNG_COLLECTION_EVERY)
+        gc.collect(1)

@@ -362,8 +362,12 @@ class AudienceStore:
                 seen.add(series)
                 _family_blocks(by_family, unit[index]).add(line)
             count += 1
+        chunks = {}
+        for name, blocks in by_family.items():
+            chunks[name] = blocks.close()
+            yield
         if state.units is units:
-            state.chunks = {name: blocks.close() for name, blocks in by_family.items()}
+            state.chunks = chunks
             self._changed()
 
     def _changed(self) -> None:
@@ -455,7 +459,8 @@ def _count(state: _SourceState, unit: str, sample: Sample) -> None:
 
 def _fold_steps(state: _SourceState, fold_before: str) -> Iterator[None]:
     """Add the day parts older than `fold_before` into FOLDED_PART, order kept so the sum is the same."""
-    for count, (key, entry) in enumerate(list(state.counters.items()), 1):
+    for count, entry in enumerate(list(state.counters.values()), 1):
+        key = (entry[0], entry[1])
         parts = dict(entry[2])
         old = [part for part in parts if part < fold_before and _DAY_PART.fullmatch(part)]
         if old:
@@ -474,10 +479,10 @@ def _forget_steps(state: _SourceState, result: PollResult) -> Iterator[None]:
     Counters saved before units were recorded go once a poll without failures did not report them."""
     covered = result.samples.keys() | result.failures.keys()
     gone = []
-    for count, (key, entry) in enumerate(list(state.counters.items()), 1):
+    for count, entry in enumerate(list(state.counters.values()), 1):
         unit = entry[3]
         if (unit is None and result.ok) or (unit is not None and unit not in covered):
-            gone.append(key)
+            gone.append((entry[0], entry[1]))
         if count % SLICE == 0:
             yield
     for key in gone:

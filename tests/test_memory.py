@@ -12,7 +12,7 @@ from collections.abc import Iterator
 import pytest
 
 from exporter import memory
-from exporter.memory import collect_garbage_when_quiet, pin_mmap_threshold
+from exporter.memory import collect_garbage_when_quiet, collect_young_generations, pin_mmap_threshold
 
 
 @pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="mallopt is glibc's")
@@ -102,3 +102,26 @@ async def test_each_look_at_a_large_old_generation_doubles_the_wait_before_the_n
     with pytest.raises(asyncio.CancelledError):
         await collect_garbage_when_quiet(clock=lambda: 0.0, sleep=recorded)
     assert waits == [10.0, 20.0, 40.0, 80.0, 160.0]
+
+
+async def test_the_young_generations_are_collected_between_turns_however_many_old_objects_die() -> None:
+    old = [[[i], [i]] for i in range(50_000)]
+    gc.collect()
+    waits: list[float] = []
+
+    async def recorded(seconds: float) -> None:
+        waits.append(seconds)
+        if len(waits) == 2:
+            raise asyncio.CancelledError
+
+    young = []
+    for i in range(5_000):
+        young.append([i])
+        del old[-1]
+    before = len(gc.get_objects(generation=0))
+    with pytest.raises(asyncio.CancelledError):
+        await collect_young_generations(sleep=recorded)
+    assert before >= 4_000
+    assert len(gc.get_objects(generation=0)) + len(gc.get_objects(generation=1)) < 1_000
+    assert waits == [memory.YOUNG_COLLECTION_EVERY] * 2
+    assert len(young) == 5_000

@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from exporter.families import AUDIENCE_FAMILIES
-from exporter.landing import UNITS_PER_TURN, AudienceHistory
+from exporter.landing import SAMPLES_PER_TURN, AudienceHistory
 from exporter.metrics import SLICE, AudienceStore, SourceIdentity
 from exporter.persistence import COUNTERS_PER_TURN, Persistence, StateSnapshot
 from exporter.poll import PollResult, Sample
@@ -54,7 +54,7 @@ def viewers(units: int) -> PollResult:
 
 
 async def test_the_landing_page_sums_a_large_poll_in_turns_to_the_same_audience() -> None:
-    units = 5 * UNITS_PER_TURN
+    units = 5 * SAMPLES_PER_TURN
     history = AudienceHistory()
     async with Ticker().running() as ticker:
         await history.record("big", viewers(units), now=NOW)
@@ -62,12 +62,26 @@ async def test_the_landing_page_sums_a_large_poll_in_turns_to_the_same_audience(
     assert history.figures("big").audience == sum(range(units))
 
 
+async def test_the_landing_page_counts_samples_not_units_between_turns() -> None:
+    units = SAMPLES_PER_TURN // 10
+    many = PollResult(
+        samples={
+            f"s{i}": [Sample.of("livestream_chat_messages", n, stream=f"s{i}", n=str(n)) for n in range(50)]
+            for i in range(units)
+        }
+    )
+    history = AudienceHistory()
+    async with Ticker().running() as ticker:
+        await history.record("sc", many, now=NOW)
+    assert ticker.turns >= 4
+
+
 async def test_a_small_poll_is_summed_without_handing_the_loop_back() -> None:
     history = AudienceHistory()
     async with Ticker().running() as ticker:
-        await history.record("small", viewers(UNITS_PER_TURN), now=NOW)
+        await history.record("small", viewers(SAMPLES_PER_TURN), now=NOW)
     assert ticker.turns == 0
-    assert history.figures("small").audience == sum(range(UNITS_PER_TURN))
+    assert history.figures("small").audience == sum(range(SAMPLES_PER_TURN))
 
 
 async def test_a_large_counter_snapshot_is_saved_in_turns_as_the_store_states_it(tmp_path: Path) -> None:
@@ -85,6 +99,20 @@ async def test_a_large_counter_snapshot_is_saved_in_turns_as_the_store_states_it
     written = json.loads((tmp_path / "cf.json").read_text())
     assert written == json.loads(json.dumps({**counter_state(store, "cf"), "provider": {"ledger": [1, 2]}}))
     assert len(written["counters"]) == units
+    await persistence.close()
+
+
+async def test_a_large_provider_state_is_turned_into_json_in_turns(tmp_path: Path) -> None:
+    store = AudienceStore(AUDIENCE_FAMILIES, stale_after=1e9)
+    store.add_source(SourceIdentity("sc", "streamscharts"))
+    persistence = Persistence(store, str(tmp_path))
+    unit = tuple(("livestream_chat_messages", (("channel", f"c{n}"),), float(n), "") for n in range(30))
+    provider = {"last": {f"twitch/c{i}/s/chat": unit for i in range(4000)}, "finished": []}
+    async with Ticker().running() as ticker:
+        await persistence.save(StateSnapshot("sc", [], provider))
+    persistence.flush()
+    assert ticker.turns >= 4
+    assert json.loads((tmp_path / "sc.json").read_text())["provider"] == json.loads(json.dumps(provider))
     await persistence.close()
 
 

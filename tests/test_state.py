@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from exporter import state as state_module
-from exporter.state import StateFiles, json_pieces
+from exporter.state import StateFiles, encoded, json_pieces
 
 GOOD = {
     "counters": [
@@ -55,7 +55,7 @@ class Replaces:
 
 def test_saved_state_loads_back_equal(files) -> None:
     state_files = files()
-    state_files.save("cf", GOOD)
+    state_files.save("cf", encoded(GOOD))
     state_files.flush()
     assert files().load("cf") == {
         "counters": [
@@ -68,7 +68,7 @@ def test_saved_state_loads_back_equal(files) -> None:
 def test_save_returns_before_writing_and_the_writer_thread_writes(files, tmp_path: Path, monkeypatch) -> None:
     replaces = Replaces(monkeypatch)
     state_files = files()
-    state_files.save("cf", GOOD)
+    state_files.save("cf", encoded(GOOD))
     state_files.flush()
     assert json.loads((tmp_path / "cf.json").read_text()) == GOOD
     assert replaces.threads and threading.current_thread().name not in replaces.threads
@@ -77,20 +77,20 @@ def test_save_returns_before_writing_and_the_writer_thread_writes(files, tmp_pat
 def test_an_unchanged_snapshot_is_not_written_again(files, monkeypatch) -> None:
     replaces = Replaces(monkeypatch)
     state_files = files()
-    state_files.save("cf", GOOD)
+    state_files.save("cf", encoded(GOOD))
     state_files.flush()
-    state_files.save("cf", json.loads(json.dumps(GOOD)))
+    state_files.save("cf", encoded(json.loads(json.dumps(GOOD))))
     state_files.flush()
     assert len(replaces.threads) == 1
 
 
 def test_a_state_just_loaded_is_not_written_again_unchanged(files, monkeypatch) -> None:
     first = files()
-    first.save("cf", GOOD)
+    first.save("cf", encoded(GOOD))
     first.close()
     replaces = Replaces(monkeypatch)
     again = files()
-    again.save("cf", again.load("cf"))
+    again.save("cf", encoded(again.load("cf")))
     again.flush()
     assert replaces.threads == []
 
@@ -107,10 +107,10 @@ def test_saves_queued_while_the_writer_is_busy_collapse_into_the_newest(files, t
 
     monkeypatch.setattr(state_module.os, "fsync", slow_fsync)
     state_files = files()
-    state_files.save("cf", {"provider": {"n": 1}})
+    state_files.save("cf", encoded({"provider": {"n": 1}}))
     assert writing.wait(10)
     for n in (2, 3, 4):
-        state_files.save("cf", {"provider": {"n": n}})
+        state_files.save("cf", encoded({"provider": {"n": n}}))
     release.set()
     state_files.flush()
     assert len(replaces.threads) == 2
@@ -119,20 +119,20 @@ def test_saves_queued_while_the_writer_is_busy_collapse_into_the_newest(files, t
 
 def test_close_writes_what_is_still_queued(files, tmp_path: Path) -> None:
     state_files = files()
-    state_files.save("cf", GOOD)
+    state_files.save("cf", encoded(GOOD))
     state_files.close()
     assert json.loads((tmp_path / "cf.json").read_text()) == GOOD
 
 
 def test_load_waits_for_a_queued_save_of_the_same_source(files) -> None:
     state_files = files()
-    state_files.save("cf", GOOD)
+    state_files.save("cf", encoded(GOOD))
     assert state_files.load("cf")["provider"] == GOOD["provider"]
 
 
 def test_a_failed_write_leaves_the_old_file_and_no_temporary(files, tmp_path: Path, monkeypatch, caplog) -> None:
     state_files = files()
-    state_files.save("cf", GOOD)
+    state_files.save("cf", encoded(GOOD))
     state_files.flush()
 
     def disk_full(fd: int) -> None:
@@ -140,7 +140,7 @@ def test_a_failed_write_leaves_the_old_file_and_no_temporary(files, tmp_path: Pa
 
     monkeypatch.setattr(state_module.os, "fsync", disk_full)
     with caplog.at_level(logging.WARNING, logger="exporter.state"):
-        state_files.save("cf", {"provider": {"newer": True}})
+        state_files.save("cf", encoded({"provider": {"newer": True}}))
         state_files.flush()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["cf.json"]
     assert json.loads((tmp_path / "cf.json").read_text()) == GOOD
@@ -155,7 +155,7 @@ def test_a_failed_rename_leaves_no_temporary(files, tmp_path: Path, monkeypatch)
 
     monkeypatch.setattr(state_module.os, "replace", refuse)
     state_files = files()
-    state_files.save("cf", GOOD)
+    state_files.save("cf", encoded(GOOD))
     state_files.flush()
     assert list(tmp_path.iterdir()) == []
 
@@ -215,10 +215,19 @@ def test_no_state_file_is_an_empty_state(files) -> None:
         {"provider": {"last": {f"k{i}": [[f"n{i}", [["t", "x"]], 1.5, ""]] for i in range(1000)}, "finished": []}},
         [{"a": [{"b": list(range(1000))}]}],
         {"a": {"b": {"c": [1] * 600}}, "d": [], "e": {}, "f": "x"},
+        {"x": [[1] * 300, 2, [3] * 10, {"k": list(range(300))}, {}, []] * 100},
+        {str(i): {"big": list(range(300))} if i % 7 == 0 else i for i in range(1000)},
         [],
     ],
 )
 def test_json_in_pieces_is_the_same_json(value: Any) -> None:
-    pieces: list[str] = []
-    json_pieces(value, pieces)
+    assert json.loads("".join(json_pieces(value))) == json.loads(json.dumps(value))
+
+
+def test_a_large_remembered_state_comes_in_pieces_each_one_short_json_call() -> None:
+    unit = [["livestream_chat_messages", [["platform", "twitch"], ["channel", "c"]], 1.5, ""]] * 30
+    value = {"provider": {"last": {f"twitch/c{i}/s/chat": unit for i in range(2000)}, "finished": []}}
+    pieces = list(json_pieces(value))
+    assert max(len(piece) for piece in pieces) < 40_000
+    assert len(pieces) > 100
     assert json.loads("".join(pieces)) == json.loads(json.dumps(value))

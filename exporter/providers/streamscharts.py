@@ -272,16 +272,16 @@ class Unit:
     stream: str | None
     metric_set: str
     carrier: bool
+    key: str = field(init=False, compare=False)
+    ledger_key: str = field(init=False, compare=False)
+    """The vendor prices the first call per channel and set, separately per route."""
 
-    @property
-    def key(self) -> str:
-        return f"{self.platform}/{self.channel}/{self.stream or 'today'}/{self.metric_set}"
-
-    @property
-    def ledger_key(self) -> str:
-        """The vendor prices the first call per channel and set, separately per route."""
+    def __post_init__(self) -> None:
+        """Both keys are read for every unit at every poll (10k units: milliseconds of the
+        event loop each time if formatted on demand)."""
         route = "stream" if self.stream is not None else "channel"
-        return f"{route}:{self.platform}:{self.channel}:{self.metric_set}"
+        object.__setattr__(self, "key", f"{self.platform}/{self.channel}/{self.stream or 'today'}/{self.metric_set}")
+        object.__setattr__(self, "ledger_key", f"{route}:{self.platform}:{self.channel}:{self.metric_set}")
 
     @property
     def price(self) -> Price:
@@ -518,6 +518,8 @@ class StreamsCharts(Provider):
         collector does not track, where Sample objects would lengthen every full collection."""
         self.finished: set[str] = set()
         self.paused = False
+        self._active_objects: list[Unit] | None = None
+        self._groups: list[list[Unit]] | None = None
 
     def budget(self) -> float | None:
         """This replica's part of `credits_budget` (all of it unless sharded)."""
@@ -552,7 +554,19 @@ class StreamsCharts(Provider):
         return [unit.key for unit in self.all_units]
 
     def active_unit_objects(self) -> list[Unit]:
-        return [unit for unit in self.all_units if self.shard.owns_unit(unit.key)]
+        """Worked out once, as `active_units` is."""
+        if self._active_objects is None:
+            self._active_objects = [unit for unit in self.all_units if self.shard.owns_unit(unit.key)]
+        return self._active_objects
+
+    def ledger_groups(self) -> list[list[Unit]]:
+        """The active units by ledger key, in order (worked out once)."""
+        if self._groups is None:
+            groups: dict[str, list[Unit]] = {}
+            for unit in self.active_unit_objects():
+                groups.setdefault(unit.ledger_key, []).append(unit)
+            self._groups = list(groups.values())
+        return self._groups
 
     def default_interval(self) -> float:
         """With a budget: the shortest interval (at least 5 minutes) at which 30 days of polling every
@@ -573,15 +587,13 @@ class StreamsCharts(Provider):
         them is the one charged the first-call price; different keys are called concurrently, at most
         UNITS_IN_FLIGHT at a time like every vendor's units (10k calls started at once stall the loop)."""
         tally = _Tally(PollResult())
-        groups: dict[str, list[Unit]] = {}
-        for unit in self.active_unit_objects():
-            groups.setdefault(unit.ledger_key, []).append(unit)
+        groups = self.ledger_groups()
         headers = {
             "Client-ID": self.settings.client_id.get_secret_value(),
             "Token": self.settings.token.get_secret_value(),
         }
 
-        queue = iter(groups.values())
+        queue = iter(groups)
 
         async def worker() -> None:
             for units in queue:
