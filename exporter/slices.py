@@ -33,7 +33,7 @@ async def release(container: list[Any] | dict[Any, Any], per_turn: int = RELEASE
             await asyncio.sleep(0)
 
 
-TURN_SHARE_SECONDS = 0.003
+TURN_SHARE_SECONDS = 0.002
 """Work the tasks of one poll do in one turn of the event loop before the rest wait for the next."""
 
 
