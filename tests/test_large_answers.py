@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 from array import array
 from datetime import UTC, datetime
@@ -167,9 +168,9 @@ async def test_the_landing_page_sums_a_table_as_it_sums_its_samples() -> None:
 
 
 async def test_a_large_answer_remembers_each_clients_newest_bucket_as_the_decoded_path_does(serve_app, fetcher) -> None:
-    from exporter.providers.gcore import INDEX_SLICE
+    from exporter.providers.gcore import LARGE_UNIT
 
-    answers = [reseller_answer(INDEX_SLICE + 11)]
+    answers = [reseller_answer(LARGE_UNIT + 11)]
     later = [dict(entry, metrics={"streams": [[CLOSED + 60, 1]]}) for entry in answers[0][::2]]
     answers.append(later)
     served = iter(json.dumps(answer).encode() for answer in answers)
@@ -185,6 +186,18 @@ async def test_a_large_answer_remembers_each_clients_newest_bucket_as_the_decode
         expected = decoded.parse(answer, "all", NOW + 30, PollResult())
         assert result.ok and list(result.samples["all"]) == list(expected)
     assert len(expected) == len([entry for entry in later if (entry["client"] - 10_000) % 9])
+
+
+def test_what_an_account_remembers_between_polls_gives_the_garbage_collector_nothing_to_walk() -> None:
+    from exporter.providers.gcore import INDEX_SHARDS, LARGE_UNIT
+
+    provider = gcore()
+    provider.parse(reseller_answer(2 * LARGE_UNIT), "all", NOW + 30, PollResult())
+    index, counts, starts = provider._newest["all"]
+    gc.collect()
+    walked = [kept for kept in (index, *index, counts, starts) if gc.is_tracked(kept)]
+    assert sum(len(gc.get_referents(kept)) for kept in walked) <= INDEX_SHARDS + len(walked)
+    assert sum(len(shard) for shard in index) == len(counts) > LARGE_UNIT
 
 
 def test_many_small_tables_are_joined_into_few_pieces() -> None:
