@@ -193,11 +193,19 @@ def test_what_an_account_remembers_between_polls_gives_the_garbage_collector_not
 
     provider = gcore()
     provider.parse(reseller_answer(2 * LARGE_UNIT), "all", NOW + 30, PollResult())
-    index, counts, starts = provider._newest["all"]
+    chunks, counts, starts, index = provider._newest["all"]
     gc.collect()
-    walked = [kept for kept in (index, *index, counts, starts) if gc.is_tracked(kept)]
+    walked = [kept for kept in (chunks, *chunks, index, *index, counts, starts) if gc.is_tracked(kept)]
     assert sum(len(gc.get_referents(kept)) for kept in walked) <= INDEX_SHARDS + len(walked)
-    assert sum(len(shard) for shard in index) == len(counts) > LARGE_UNIT
+    assert sum(len(shard) for shard in index) == sum(map(len, chunks)) == len(counts) > LARGE_UNIT
+
+
+def test_a_known_client_keeps_the_string_of_the_previous_poll() -> None:
+    provider = gcore()
+    first = provider.parse(reseller_answer(100), "all", NOW + 30, PollResult())
+    again = provider.parse(reseller_answer(100), "all", NOW + 30, PollResult())
+    assert len(again) == len(first) > 0
+    assert all(new is old for new, old in zip(again.label_values, first.label_values, strict=True))
 
 
 def test_many_small_tables_are_joined_into_few_pieces() -> None:

@@ -11,7 +11,6 @@ grows and would read as a drop every time a new one opens:
 from __future__ import annotations
 
 import math
-import sys
 from array import array
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -261,7 +260,7 @@ class Gcore(Provider):
         """(client, bucket end, count) of every usable bucket of one client of an answer."""
         if not isinstance(entry, dict) or not isinstance(entry.get("metrics"), dict):
             raise InvalidBody("client entry without a metrics object")
-        client = sys.intern(str(entry.get("client", "")))
+        client = str(entry.get("client", ""))
         usable, rejected = usable_points(entry["metrics"].get("streams"))
         result.rejected_points += rejected
         g = self.granularity_seconds
@@ -283,47 +282,61 @@ def position(index: ClientIndex, client: str) -> int | None:
     return index[hash(client) % len(index)].get(client)
 
 
+CHUNK = 2_000
+"""Clients per tuple of the clients a unit keeps between polls (see `Remembered`)."""
+
+
 @dataclass(frozen=True, slots=True)
 class Columns:
     """Per client of one unit, the newest closed bucket: its count and start, same position in
-    each column, and the index of those positions, built as the clients are added."""
+    each column, and the index of those positions, built as the clients are added. A known
+    client's id is the string the previous poll kept (see `Remembered`)."""
 
     index: ClientIndex
     clients: list[str] = field(default_factory=list)
     counts: array[float] = field(default_factory=lambda: array("d"))
     starts: array[float] = field(default_factory=lambda: array("d"))
+    chunks: list[tuple[str, ...]] = field(default_factory=list)
+    """The clients, CHUNK at a time, as tuples made while they are added."""
 
     def add(self, client: str, count: float, start: float) -> None:
         self.index[hash(client) % len(self.index)][client] = len(self.clients)
         self.clients.append(client)
         self.counts.append(count)
         self.starts.append(start)
+        if len(self.clients) % CHUNK == 0:
+            self.chunks.append(tuple(self.clients[-CHUNK:]))
 
     def remembered(self) -> Remembered:
         """The columns as a provider keeps them between polls (see `Remembered`)."""
+        rest = len(self.clients) % CHUNK
+        chunks = (*self.chunks, tuple(self.clients[-rest:])) if rest else tuple(self.chunks)
         if len(self.clients) > LARGE_UNIT:
-            return (self.index, self.counts, self.starts)
-        return (tuple(self.clients), tuple(self.counts), tuple(self.starts))
+            return (chunks, self.counts, self.starts, self.index)
+        return (chunks, tuple(self.counts), tuple(self.starts), None)
 
 
-Remembered = tuple[ClientIndex | tuple[str, ...], Sequence[float], Sequence[float]]
-"""What a unit keeps between polls, in forms the garbage collector does not walk:
+Remembered = tuple[tuple[tuple[str, ...], ...], Sequence[float], Sequence[float], ClientIndex | None]
+"""What a unit keeps between polls (clients CHUNK at a time, counts, starts, index), in forms the
+garbage collector does not walk: tuples of strings or floats stop being tracked after the first
+collection that sees them, arrays hold nothing to walk, dicts of strings and ints are never
+tracked. A list of a million client ids was walked by every full collection (23 to 42 ms,
+measured), one tuple of them by the young collection after it was made (27 ms), and Columns
+objects with their lists would be 40k more objects for 10k streams.
 
-- more than LARGE_UNIT clients (an account): the index of `Columns` and its two arrays, without
-  the list of clients. The index's dicts of strings and ints are never tracked, the arrays hold
-  nothing to walk; a list of a million client ids was walked by every full collection (23 to
-  42 ms, measured). The next poll looks clients up in this index instead of building one.
-- fewer (a stream): the clients, counts and starts as plain tuples, which the collector stops
-  tracking (10k streams' Columns objects, lists and dicts would be 40k objects to walk); the
-  next poll indexes those few clients again."""
-NOTHING_REMEMBERED: Remembered = ((), (), ())
+An account's index (more than LARGE_UNIT clients) is kept, so the next poll looks clients up
+without indexing a million of them again; a stream's few clients are indexed again. The clients
+themselves are kept so the next poll reuses the same string for a client it knows: a second copy
+of every id per poll made RSS grow by a fifth (interning them instead grew the interpreter's own
+table of interned strings by a million entries in one poll: 30 ms rehashes)."""
+NOTHING_REMEMBERED: Remembered = ((), (), (), None)
 
 
 def index_of(remembered: Remembered) -> ClientIndex:
-    clients, counts, _ = remembered
-    if len(counts) > LARGE_UNIT:
-        return clients  # type: ignore[return-value]
-    return ({client: where for where, client in enumerate(clients)},)
+    chunks, _, _, index = remembered
+    if index is not None:
+        return index
+    return ({client: where for where, client in enumerate(client for chunk in chunks for client in chunk)},)
 
 
 class _AnswerReader:
@@ -335,7 +348,7 @@ class _AnswerReader:
         self.oldest_wanted = (now // self.granularity) * self.granularity - CLOSED_BUCKETS_ASKED * self.granularity
         remembered = gcore._newest.get(stream, NOTHING_REMEMBERED)
         self.seen_index = index_of(remembered)
-        _, self.seen_counts, self.seen_starts = remembered
+        self.seen_clients, self.seen_counts, self.seen_starts, _ = remembered
         self.result = result
         large = stream == TOTAL_UNIT or len(self.seen_counts) > LARGE_UNIT
         self.newest = Columns(tuple({} for _ in range(INDEX_SHARDS if large else 1)))
@@ -347,9 +360,10 @@ class _AnswerReader:
             raise InvalidBody("client entry without a metrics object")
         newest, rejected = newest_closed_bucket(metrics.get("streams"), self.granularity, self.now)
         self.result.rejected_points += rejected
-        client = sys.intern(str(entry.get("client", "")))
+        client = str(entry.get("client", ""))
         where = position(self.seen_index, client)
         if where is not None:
+            client = self.seen_clients[where // CHUNK][where % CHUNK]
             known = (self.seen_starts[where], self.seen_counts[where])
             if known[0] >= self.oldest_wanted and (newest is None or known[0] > newest[0]):
                 newest = known
