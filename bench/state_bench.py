@@ -3,27 +3,29 @@
     python bench/state_bench.py                      # 10k streams, one poll an hour, 30 days
     python bench/state_bench.py --streams 1000 --interval 900
 
-The first and the last poll of the 30 days go through the real path: `StreamsCharts.poll` (bounded
-concurrency, ledger, parsing of the vendor page's own example body, answered in process without
-a network), then `AudienceStore.apply_sliced`, then a snapshot (`counter_entries` and
-`export_state`, as the scheduler takes it) handed to `StateFiles`, whose writer thread writes it
+The first and the last poll of the 30 days go through the real path: `StreamsCharts.poll` through
+the poll's `CountingFetch` (bounded concurrency, turns shared, ledger, parsing of the vendor
+page's own example body, answered in process without a network), then
+`AudienceStore.apply_sliced`, then a snapshot (`counter_entries` and `export_state`, as the
+scheduler takes it) turned into JSON text by `Persistence.save` and written by the writer thread,
 while a 1 ms ticker on the event loop measures how late it wakes (the loop's longest stall while
-the file is written). The polls in between book the same calls in the same ledger directly
+the state is encoded and written). The polls in between book the same calls in the same ledger directly
 (`CreditLedger.reserve` per unit, as a poll does), so 30 days of charges take seconds, not days.
 
 Printed: reserve time per poll (all units) in the first and the last cycle, the whole poll's
 time and the loop's longest stall during it (1 ms ticker), taking the snapshot on the loop,
-serialising it (in the writer thread), the loop's longest stall while the state is written, and
+turning it into JSON text (in slices on the loop), the loop's longest stall meanwhile and while
+the state is written, and
 the state file's size after the first poll and after 30 days. `run()` returns the same figures
 as a dict for the main bench's table. The in-process vendor answers at once, so a poll is pure
-CPU: its stall is that of UNITS_IN_FLIGHT units parsed per loop turn (plus any full garbage
-collection), higher than over a network.
+CPU. The garbage collector is set up as the exporter sets it up (`exporter.memory`).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import json
 import sys
 import tempfile
@@ -40,9 +42,11 @@ sys.path.insert(0, str(ROOT))
 from exporter.credits import PERIOD_SECONDS  # noqa: E402
 from exporter.families import AUDIENCE_FAMILIES  # noqa: E402
 from exporter.fetch import HttpAnswer  # noqa: E402
-from exporter.metrics import AudienceStore, SourceIdentity, counter_json  # noqa: E402
+from exporter.memory import collect_garbage_when_quiet, collect_young_generations  # noqa: E402
+from exporter.metrics import AudienceStore, SourceIdentity  # noqa: E402
+from exporter.persistence import Persistence, StateSnapshot  # noqa: E402
+from exporter.polling import CountingFetch  # noqa: E402
 from exporter.providers.streamscharts import StreamsCharts, StreamsChartsSettings  # noqa: E402
-from exporter.state import StateFiles, json_pieces  # noqa: E402
 
 BODY = json.loads((ROOT / "tests/fixtures/streamscharts/standard.json").read_text())
 BODY["data"]["stream_end"] = None
@@ -88,38 +92,37 @@ async def _ticker(lateness: list[float], stop: asyncio.Event) -> None:
 
 
 async def _poll_and_save(
-    provider: StreamsCharts, store: AudienceStore, vendor: InProcessVendor, files: StateFiles, now: datetime
+    provider: StreamsCharts, store: AudienceStore, vendor: InProcessVendor, persistence: Persistence, now: datetime
 ) -> dict[str, float]:
     poll_lateness: list[float] = []
     poll_done = asyncio.Event()
     poll_ticker = asyncio.ensure_future(_ticker(poll_lateness, poll_done))
     started = time.perf_counter()
-    result = await provider.poll(vendor, now)  # type: ignore[arg-type]
+    result = await provider.poll(CountingFetch(vendor), now)
     await store.apply_sliced("sc", result, now.timestamp())
     polled = time.perf_counter()
     poll_done.set()
     await poll_ticker
-    counters = [counter_json(entry) for entry in store.counter_entries("sc")]
-    snapshot = {"counters": counters, "provider": provider.export_state()}
+    assert result.ok, result.failures
+    snapshot = StateSnapshot("sc", store.counter_entries("sc"), provider.export_state())
     taken = time.perf_counter()
-    pieces: list[str] = []
-    json_pieces(snapshot, pieces)
-    serialised = time.perf_counter() - taken
     lateness: list[float] = []
     stop = asyncio.Event()
     ticker = asyncio.ensure_future(_ticker(lateness, stop))
     await asyncio.sleep(0.01)
-    files.save("sc", snapshot)
-    await asyncio.to_thread(files.flush)
+    encoding = time.perf_counter()
+    await persistence.save(snapshot)
+    encoded = time.perf_counter()
+    await asyncio.to_thread(persistence.flush)
     stop.set()
     await ticker
     return {
         "poll_s": polled - started,
         "poll_stall_ms": max(poll_lateness) * 1000,
         "snapshot_ms": (taken - polled) * 1000,
-        "serialise_ms": serialised * 1000,
+        "serialise_ms": (encoded - encoding) * 1000,
         "write_stall_ms": max(lateness) * 1000,
-        "file_mb": files.path("sc").stat().st_size / 1e6,
+        "file_mb": persistence.files.path("sc").stat().st_size / 1e6,
     }
 
 
@@ -135,20 +138,24 @@ async def _run(streams: int, interval: float, directory: str) -> dict[str, Any]:
     store = AudienceStore(AUDIENCE_FAMILIES, stale_after=1e9)
     store.add_source(SourceIdentity("sc", "streamscharts"))
     vendor = InProcessVendor()
-    files = StateFiles(directory)
+    persistence = Persistence(store, directory)
+    gc.freeze()
+    collectors = [asyncio.ensure_future(run()) for run in (collect_garbage_when_quiet, collect_young_generations)]
     cycles = int(PERIOD_SECONDS // interval)
     figures: dict[str, Any] = {"streams": streams, "interval_s": interval, "cycles": cycles}
-    first = await _poll_and_save(provider, store, vendor, files, START)
+    first = await _poll_and_save(provider, store, vendor, persistence, START)
     figures["first"] = {**first, "reserve_ms": _reserve_cycle(provider, START.timestamp() + 1) * 1000}
     for cycle in range(2, cycles - 1):
         _reserve_cycle(provider, START.timestamp() + cycle * interval)
     last_time = START + timedelta(seconds=(cycles - 1) * interval)
     vendor.hours_watched += 5000.0
     reserve_last = _reserve_cycle(provider, last_time.timestamp() - 1)
-    last = await _poll_and_save(provider, store, vendor, files, last_time)
+    last = await _poll_and_save(provider, store, vendor, persistence, last_time)
     figures["last"] = {**last, "reserve_ms": reserve_last * 1000}
     figures["ledger_entries"] = len(provider.ledger.export()["spent"])
-    files.close()
+    await persistence.close()
+    for collector in collectors:
+        collector.cancel()
     return figures
 
 
@@ -172,7 +179,7 @@ def main() -> None:
         ("whole poll + apply (s)", "poll_s", "{:.2f}"),
         ("loop stall during poll (ms)", "poll_stall_ms", "{:.1f}"),
         ("snapshot on the loop (ms)", "snapshot_ms", "{:.1f}"),
-        ("serialise, writer (ms)", "serialise_ms", "{:.0f}"),
+        ("JSON text, sliced on the loop (ms)", "serialise_ms", "{:.0f}"),
         ("loop stall while writing (ms)", "write_stall_ms", "{:.1f}"),
         ("state file (MB)", "file_mb", "{:.2f}"),
     ]
