@@ -282,6 +282,20 @@ ClientIndex = tuple[dict[str, int], ...]
 """Client -> its position in the columns, in one dict or INDEX_SHARDS dicts by hash."""
 
 
+CLIENTS_PER_SHARD = 16_384
+"""Clients per dict of an index, when the previous poll says how many to expect: a dict this large
+is a block of its own (over glibc's mmap threshold), returned to the system when freed, where 64
+dicts of 1,500 clients each left holes in the heap after every poll."""
+
+
+def index_shards(stream: str, expected: int) -> int:
+    """Dicts for the index of a unit that had `expected` clients in its previous poll; an account
+    polled for the first time gets INDEX_SHARDS (it may hold a million)."""
+    if expected == 0 and stream == TOTAL_UNIT:
+        return INDEX_SHARDS
+    return max(1, min(INDEX_SHARDS, expected // CLIENTS_PER_SHARD))
+
+
 def position(index: ClientIndex, client: str) -> int | None:
     return index[hash(client) % len(index)].get(client)
 
@@ -355,8 +369,7 @@ class _AnswerReader:
         self.seen_index = index_of(remembered)
         self.seen_clients, self.seen_counts, self.seen_starts, _ = remembered
         self.result = result
-        large = stream == TOTAL_UNIT or len(self.seen_counts) > LARGE_UNIT
-        self.newest = Columns(tuple({} for _ in range(INDEX_SHARDS if large else 1)))
+        self.newest = Columns(tuple({} for _ in range(index_shards(stream, len(self.seen_counts)))))
         self.oldest = math.inf
         self.total = 0.0
 
