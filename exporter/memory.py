@@ -53,18 +53,9 @@ FULL_COLLECTION_EVERY = 10.0
 QUIET_OLD_OBJECTS = 20_000
 """A full collection is run when the old generation holds fewer objects than this (about 10 ms of
 collection on a slow machine): when no large poll's objects are alive."""
-QUIET_OLD_REFERENCES = 100_000
-"""...and when those objects refer to fewer objects than this: a poll's list of a million client
-ids is one object, but a full collection walks every entry (10 to 40 ms)."""
 LONGEST_WITHOUT_FULL_COLLECTION = 600.0
 """Seconds after which a full collection runs even if the old generation is never that small, so
 garbage in reference cycles is still freed."""
-
-
-def _old_generation_is_small() -> bool:
-    """Counted in C: a loop in Python over 20k objects took 13 ms, their referents 3 ms."""
-    old = gc.get_objects(generation=2)
-    return len(old) < QUIET_OLD_OBJECTS and len(gc.get_referents(*old)) < QUIET_OLD_REFERENCES
 
 
 async def collect_garbage_when_quiet(
@@ -78,9 +69,8 @@ async def collect_garbage_when_quiet(
     the old generation is small, so that happens in the middle of nearly every large poll and walks
     the poll's own objects still in flight (a Streams Charts poll of 10k streams: 100k objects,
     100 to 290 ms on this machine). Here automatic full collections are off and this task runs one
-    every FULL_COLLECTION_EVERY seconds when the old generation is small, in objects and in the
-    references its containers hold (counting costs about 5 ms per 100k objects), or, failing that,
-    after LONGEST_WITHOUT_FULL_COLLECTION. Each look
+    every FULL_COLLECTION_EVERY seconds when the old generation is small (counting it costs about
+    5 ms per 100k objects), or, failing that, after LONGEST_WITHOUT_FULL_COLLECTION. Each look
     that finds the old generation large doubles the wait before the next (a 10k-stream Streams
     Charts source kept ~100k objects there between polls: counting them held the loop up to 74 ms
     on a loaded machine). Young collections stay automatic: cheap, and they free most cycles."""
@@ -90,7 +80,7 @@ async def collect_garbage_when_quiet(
     while True:
         await sleep(wait)
         overdue = clock() - last >= LONGEST_WITHOUT_FULL_COLLECTION
-        if overdue or _old_generation_is_small():
+        if overdue or len(gc.get_objects(generation=2)) < QUIET_OLD_OBJECTS:
             gc.collect()
             last = clock()
             wait = FULL_COLLECTION_EVERY

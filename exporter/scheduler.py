@@ -30,7 +30,6 @@ from exporter.metrics import AudienceStore
 from exporter.persistence import Persistence, StateSnapshot
 from exporter.poll import PollResult
 from exporter.polling import PollOutcome, poll_and_apply
-from exporter.providers.sample_table import SampleTable
 from exporter.selfmetrics import ExporterMetrics
 from exporter.sharding import Shard, ShardError, resolve
 from exporter.slices import release
@@ -232,9 +231,6 @@ class Scheduler:
         if snapshot is not None:
             await self.persistence.save(snapshot)
         await self.trends.record(name, outcome.result, outcome.at)
-        for samples in outcome.result.samples.values():
-            if isinstance(samples, SampleTable) and isinstance(samples.label_values, list):
-                await release(samples.label_values)
         await release(outcome.result.samples, UNITS_RELEASED_PER_TURN)
 
     def _record_outcome(self, runtime: SourceRuntime, outcome: PollOutcome) -> None:

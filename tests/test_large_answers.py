@@ -9,6 +9,7 @@ from array import array
 from datetime import UTC, datetime
 from typing import Any
 
+import pytest
 from aiohttp import web
 
 from exporter.families import AUDIENCE_FAMILIES
@@ -213,3 +214,16 @@ def test_many_small_tables_are_joined_into_few_pieces() -> None:
     small = {str(unit): table(2) for unit in range(1000)}
     apply(audience, "big", PollResult(samples=small), now=NOW)
     assert len(audience.pieces(False)) == 2
+
+
+def test_a_tables_clients_read_from_their_chunks_by_position_and_in_order() -> None:
+    from exporter.providers.gcore import CHUNK, ChunkedClients
+
+    names = [f"c{n}" for n in range(2 * CHUNK + 5)]
+    clients = ChunkedClients((tuple(names[:CHUNK]), tuple(names[CHUNK : 2 * CHUNK]), tuple(names[2 * CHUNK :])))
+    assert list(clients) == names
+    assert len(clients) == len(names)
+    assert [clients[0], clients[CHUNK], clients[-1]] == [names[0], names[CHUNK], names[-1]]
+    assert clients[CHUNK - 1 : CHUNK + 2] == names[CHUNK - 1 : CHUNK + 2]
+    with pytest.raises(IndexError):
+        clients[len(names)]
