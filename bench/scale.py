@@ -328,7 +328,22 @@ def streamscharts_app(streams: int) -> web.Application:
     return simulator.app()
 
 
+def static_app(size: int) -> web.Application:
+    """`size` bytes at /metrics, served by aiohttp as they are: the floor of a scrape of that size
+    over loopback HTTP with the bench's client, whatever the server does to make the body."""
+    body = b"x" * size
+
+    async def metrics(request: web.Request) -> web.Response:
+        return web.Response(body=body, content_type="text/plain")
+
+    app = web.Application()
+    app.router.add_get("/metrics", metrics)
+    return app
+
+
 def simulator_app(kind: str, size: int) -> web.Application:
+    if kind == "static":
+        return static_app(size)
     if kind == "gcore-account":
         return gcore_account_app(size)
     if kind == "gcore-streams":
@@ -654,9 +669,14 @@ def binary(*names: str) -> str | None:
 
 
 def measure_anchors(series: int, scrapes: int) -> dict[str, float | None]:
-    """node_exporter's textfile collector and pushgateway holding the same series, if installed."""
+    """node_exporter's textfile collector and pushgateway holding the same series, if installed,
+    and a static body of the same size served by aiohttp (the transfer's floor)."""
     figures: dict[str, float | None] = {"node_exporter_ms": None, "pushgateway_ms": None}
     body = textfile(series)
+    serving = [sys.executable, __file__, "--role", "simulator", "--kind", "static", "--size", str(len(body))]
+    static = Child(serving, reads_line=True)
+    with started([static]):
+        figures["static_ms"] = median_scrape(f"{static.line['base_url']}/metrics", 5 * scrapes)
     node_exporter = binary("prometheus-node-exporter", "node_exporter")
     if node_exporter:
         with tempfile.TemporaryDirectory() as directory:
@@ -736,6 +756,11 @@ def print_table(rows: list[dict[str, Any]], scrape: dict[str, float] | None, anc
         value = anchors[key]
         figure = f"{value:.0f} ms a scrape (median)" if value is not None else "not installed: skipped"
         print(f"| anchor: {name}, 100k series | | | | | | | {figure} |")
+    if "static_ms" in anchors:
+        print(
+            "| floor: a static body of the same size (text, 100k series) served by aiohttp | | | | | | "
+            f"| {anchors['static_ms']:.1f} ms a scrape (median) |"
+        )
 
 
 def run_state_bench(streams: int) -> dict[str, Any] | None:
