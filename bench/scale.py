@@ -778,7 +778,8 @@ def print_state_row(figures: dict[str, Any]) -> None:
     print(
         f"| Streams Charts {figures['streams'] // 1000}k streams, 30 simulated days, a poll an hour "
         f"(bench/state_bench.py, in process) | {figures['cycles']} "
-        f"| {first['poll_s']:.2f} → {last['poll_s']:.2f} | | while writing state: "
+        f"| {first['poll_s']:.2f} → {last['poll_s']:.2f} | | loop late during the poll: "
+        f"{first['poll_stall_ms']:.1f} → {last['poll_stall_ms']:.1f}; while the state is encoded and written: "
         f"{first['write_stall_ms']:.1f} → {last['write_stall_ms']:.1f} | | "
         f"| reserve, all units {first['reserve_ms']:.1f} → {last['reserve_ms']:.1f} ms; "
         f"state file {first['file_mb']:.2f} → {last['file_mb']:.2f} MB; "
