@@ -4,12 +4,21 @@ longest idle connection so a fresh request is always taken in."""
 from __future__ import annotations
 
 import asyncio
+import gc
+import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable
 
 import pytest
 from aiohttp import web
 
-from exporter.server import MIN_CONNECTIONS, HTTPServer, LogThrottle, ServerLimits, may_close_while_waiting
+from exporter.server import (
+    _CONNECTIONS,
+    MIN_CONNECTIONS,
+    HTTPServer,
+    LogThrottle,
+    ServerLimits,
+    may_close_while_waiting,
+)
 
 CLOSED_WITHIN = 10.0
 """Bound for "closed eventually": far above every timeout configured here."""
@@ -147,3 +156,25 @@ async def test_beyond_the_cap_a_connection_that_never_sent_a_request_goes_before
     flood = [await connect(server) for _ in range(MIN_CONNECTIONS + 3)]
     assert await closed_by_server(flood[0][0])
     assert (await get(scraper_reader, scraper_writer)).startswith(b"HTTP/1.1 200")
+
+
+async def test_a_closed_connection_is_freed_without_waiting_for_a_full_garbage_collection(start_server: Start) -> None:
+    server = await start_server(ServerLimits(idle_timeout=0.2))
+    reader, _ = await connect(server)
+    for _ in range(100):
+        if _CONNECTIONS:
+            break
+        await asyncio.sleep(0.01)
+    transports = [weakref.ref(connection.transport) for connection in _CONNECTIONS.values() if connection.transport]
+    assert transports
+    gc.disable()
+    try:
+        assert await closed_by_server(reader)
+        for _ in range(100):
+            if not _CONNECTIONS:
+                break
+            await asyncio.sleep(0.01)
+        await asyncio.sleep(0)
+        assert [transport() for transport in transports] == [None] * len(transports)
+    finally:
+        gc.enable()
