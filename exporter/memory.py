@@ -74,7 +74,8 @@ async def collect_garbage_when_quiet(
     5 ms per 100k objects), or, failing that, after LONGEST_WITHOUT_FULL_COLLECTION. Each look
     that finds the old generation large doubles the wait before the next (a 10k-stream Streams
     Charts source kept ~100k objects there between polls: counting them held the loop up to 74 ms
-    on a loaded machine). Young collections stay automatic: cheap, and they free most cycles."""
+    on a loaded machine). Young collections stay automatic, with `collect_young_generations`
+    running one between turns every YOUNG_COLLECTION_EVERY seconds besides."""
     gc.set_threshold(*YOUNG_THRESHOLDS, NO_AUTOMATIC_FULL_COLLECTION)
     last = clock()
     wait = FULL_COLLECTION_EVERY

@@ -1,27 +1,25 @@
 """The one writer of a source's state: what its counters and its provider (a credit ledger) must
 remember across restarts, read when the source starts and queued after each poll for
 `StateFiles`, which writes it off the event loop. The snapshot is taken at once and turned into
-its JSON text here, on the event loop, in slices of about TURN_SECONDS with the loop handed back
-in between: 10k streams' counters took 15 ms in one turn, and encoding in the writer thread made
-the loop wait for the GIL (see exporter.state)."""
+its JSON text here, on the event loop, in slices measured in time (`TurnShare`: a piece's cost
+depends on what the provider keeps, a ledger entry or a unit's remembered samples) with the loop
+handed back in between: 10k streams' counters took 15 ms in one turn, and encoding in the writer
+thread made the loop wait for the GIL (see exporter.state)."""
 
 from __future__ import annotations
 
 import asyncio
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from exporter.metrics import AudienceStore, CounterEntry, StoredCounter, counter_json
+from exporter.slices import TurnShare
 from exporter.sources import SourceRuntime
 from exporter.state import StateFiles, json_pieces
 
 COUNTERS_PER_TURN = 1000
 """Counters turned into their JSON form between two hand-backs to the event loop (about 1.5 ms)."""
-TURN_SECONDS = 0.002
-"""JSON text made between two hand-backs to the event loop, in time: a piece's cost depends on
-what the provider keeps (a ledger entry, a unit's remembered samples)."""
 CHUNK_CHARS = 64 * 1024
 """Pieces are joined into chunks of about this size for the writer thread."""
 
@@ -84,15 +82,13 @@ class Persistence:
         chunks: list[bytes] = []
         pending: list[str] = []
         size = 0
-        turn_started = time.perf_counter()
+        turns = TurnShare()
         for piece in json_pieces({"counters": counters, "provider": snapshot.provider}):
             pending.append(piece)
             size += len(piece)
             if size >= CHUNK_CHARS:
                 chunks.append("".join(pending).encode())
                 pending, size = [], 0
-            if time.perf_counter() - turn_started >= TURN_SECONDS:
-                await asyncio.sleep(0)
-                turn_started = time.perf_counter()
+            await turns.wait()
         chunks.append("".join(pending).encode())
         self.files.save(snapshot.source, chunks)

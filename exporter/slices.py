@@ -34,16 +34,17 @@ async def release(container: list[Any] | dict[Any, Any], per_turn: int = RELEASE
 
 
 TURN_SHARE_SECONDS = 0.002
-"""Work the tasks of one poll do in one turn of the event loop before the rest wait for the next."""
+"""Work done in one turn of the event loop, by the tasks sharing a `TurnShare`, before the rest
+wait for the next."""
 
 
 class TurnShare:
-    """A poll's units run as up to 32 tasks, and answers arrive together: every task whose answer
-    came in the same `select` runs in the same turn of the loop, parsing its answer and sending its
-    next request (a Streams Charts poll: 10 to 20 ms in one turn, measured). Each task calls
-    `wait` before such work; once the turn's share is spent, the callers go to the next turn (after
-    the loop has looked at its sockets again: a probe, a scrape), the first of them starting a new
-    share there."""
+    """Work sliced by time rather than by count, for one task or many. A poll's units run as up to
+    32 tasks, and answers arrive together: every task whose answer came in the same `select` runs
+    in the same turn of the loop, parsing its answer and sending its next request (a Streams Charts
+    poll: 10 to 20 ms in one turn, measured). Each caller calls `wait` before such work; once the
+    turn's share is spent, the callers go to the next turn (after the loop has looked at its
+    sockets again: a probe, a scrape), the first of them starting a new share there."""
 
     def __init__(self, seconds: float = TURN_SHARE_SECONDS) -> None:
         self.seconds = seconds

@@ -78,20 +78,23 @@ def json_pieces(value: Any) -> Iterator[str]:
     is_dict = isinstance(value, dict)
     items: list[Any] = list(value.items()) if is_dict else list(value)
     opening, closing = ("{", "}") if is_dict else ("[", "]")
-    values = [item[1] for item in items] if is_dict else items
-    if len(items) <= PIECE_ITEMS and not any(isinstance(item, dict | list | tuple) for item in values):
-        yield _ENCODER.encode(value)
-        return
-    yield opening
     if len(items) <= PIECE_ITEMS:
+        values = [item[1] for item in items] if is_dict else items
+        if not any(isinstance(item, dict | list | tuple) for item in values):
+            yield _ENCODER.encode(value)
+            return
+        yield opening
         for index, item in enumerate(items):
             if is_dict:
                 yield ("," if index else "") + _ENCODER.encode(str(item[0])) + ":"
                 yield from json_pieces(item[1])
             else:
-                yield from ([",", *json_pieces(item)] if index else json_pieces(item))
+                if index:
+                    yield ","
+                yield from json_pieces(item)
         yield closing
         return
+    yield opening
     batch: list[Any] = []
     weight = 0
     first = True

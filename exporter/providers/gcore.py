@@ -274,11 +274,12 @@ class Gcore(Provider):
 
 
 INDEX_SHARDS = 64
-"""Dicts the index of an account's clients is split into by hash: one dict of a million keys
-rehashes them all at once when it grows (~30 ms) and frees them all at once when dropped; a
-shard is 1/64th of either."""
+"""The most dicts a unit's index of clients is split into by hash (an account polled for the
+first time gets them all): one dict of a million keys rehashes them all at once when it grows
+(~30 ms) and frees them all at once when dropped; a shard is 1/64th of either."""
 LARGE_UNIT = 2_000
-"""Clients from which a unit's index is split into shards and its columns kept as arrays."""
+"""Clients from which a unit keeps its index, and its counts and starts as arrays, between
+polls (see `Remembered`)."""
 
 ClientIndex = tuple[dict[str, int], ...]
 """Client -> its position in the columns, in one dict or INDEX_SHARDS dicts by hash."""
