@@ -62,6 +62,13 @@ def http_get(
         return error.code, dict(error.headers), error.read()
 
 
+def peak_rss_mib(pid: int) -> float:
+    """A process's peak resident memory (VmHWM) in MiB."""
+    status = Path(f"/proc/{pid}/status").read_text()
+    line = next(line for line in status.splitlines() if line.startswith("VmHWM:"))
+    return int(line.split()[1]) / 1024
+
+
 class ExporterProcess:
     """`python -m exporter ...` on a free loopback port, with its log captured."""
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import itertools
 import json
 from typing import Any
@@ -20,6 +19,7 @@ from exporter.decode import (
     json_object_list,
 )
 from exporter.fetch import hand_over_list
+from tests.turns import Ticker
 
 
 def clients(count: int) -> list[dict[str, Any]]:
@@ -48,20 +48,10 @@ async def test_the_event_loop_runs_other_tasks_between_slices() -> None:
     items = 20 * ITEMS_PER_SLICE
     body = json.dumps(clients(items)).encode()
     ticks_seen: list[int] = []
-    ticks = 0
-
-    async def ticker() -> None:
-        nonlocal ticks
-        while True:
-            ticks += 1
-            await asyncio.sleep(0)
-
-    task = asyncio.ensure_future(ticker())
-    await asyncio.sleep(0)
-    async for index, _ in aenumerate(json_array_items(body)):
-        if index % ITEMS_PER_SLICE == 0:
-            ticks_seen.append(ticks)
-    task.cancel()
+    async with Ticker().running() as ticker:
+        async for index, _ in aenumerate(json_array_items(body)):
+            if index % ITEMS_PER_SLICE == 0:
+                ticks_seen.append(ticker.turns)
     assert len(ticks_seen) == 20
     assert all(later > earlier for earlier, later in itertools.pairwise(ticks_seen))
 
@@ -156,19 +146,9 @@ async def test_nesting_deeper_than_max_depth_is_refused_whatever_the_top(opening
 
 async def test_the_event_loop_runs_other_tasks_between_slices_of_an_object() -> None:
     body = json.dumps({"data": clients(2000), "code": 200}).encode()
-    ticks = 0
-
-    async def ticker() -> None:
-        nonlocal ticks
-        while True:
-            ticks += 1
-            await asyncio.sleep(0)
-
     ticks_at: list[int] = []
-    task = asyncio.ensure_future(ticker())
-    await asyncio.sleep(0)
-    await json_object_list(body, ("data",), lambda item: ticks_at.append(ticks))
-    task.cancel()
+    async with Ticker().running() as ticker:
+        await json_object_list(body, ("data",), lambda item: ticks_at.append(ticker.turns))
     assert len(set(ticks_at)) >= len(list(ijson.basic_parse(body))) // EVENTS_PER_SLICE - 1
 
 

@@ -18,7 +18,7 @@ from aiohttp import web
 from exporter.config import parse_config
 from exporter.fetch import DEFAULT_MAX_RESPONSE_BYTES, READ_CHUNK, SourceFetcher
 from exporter.poll import PollError
-from tests.conftest import RecordingObserver
+from tests.conftest import RecordingObserver, peak_rss_mib
 
 MiB = 1024 * 1024
 
@@ -178,12 +178,6 @@ class BombVendor:
         app = web.Application()
         app.router.add_get("/streaming/statistics/stream/viewers", self.viewers)
         return app
-
-
-def peak_rss_mib(pid: int) -> float:
-    status = Path(f"/proc/{pid}/status").read_text()
-    line = next(line for line in status.splitlines() if line.startswith("VmHWM:"))
-    return int(line.split()[1]) / 1024
 
 
 def test_a_running_exporter_fed_gzip_bombs_stays_small_and_keeps_serving_metrics(

@@ -19,6 +19,7 @@ from exporter.providers.gcore import Gcore, GcoreSettings
 from exporter.providers.sample_table import SampleTable
 from exporter.slices import RELEASED_PER_TURN, release
 from tests.audience import apply, audience_body
+from tests.turns import Ticker
 
 NOW = 1_719_836_420.0  # 2024-07-01T12:20:20Z
 CLOSED = NOW // 60 * 60 - 60
@@ -34,27 +35,6 @@ def store() -> AudienceStore:
     audience = AudienceStore(AUDIENCE_FAMILIES, stale_after=300)
     audience.add_source(SourceIdentity("big", "gcore", (("team", 'a"b'), ("stream", "ignored"))))
     return audience
-
-
-class Ticker:
-    """A task that counts its turns: proof that the event loop ran between two points."""
-
-    def __init__(self) -> None:
-        self.turns = 0
-        self._task: asyncio.Future[None] | None = None
-
-    async def _run(self) -> None:
-        while True:
-            self.turns += 1
-            await asyncio.sleep(0)
-
-    def __enter__(self) -> Ticker:
-        self._task = asyncio.ensure_future(self._run())
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        assert self._task is not None
-        self._task.cancel()
 
 
 def test_a_table_iterates_indexes_and_compares_as_its_samples() -> None:
@@ -94,7 +74,7 @@ def test_a_large_source_is_kept_as_bounded_blocks_in_order() -> None:
 async def test_applying_one_large_unit_gives_the_loop_turns_while_rendering() -> None:
     audience = store()
     big = table(40 * SLICE)
-    with Ticker() as ticker:
+    async with Ticker().running() as ticker:
         turns: list[int] = []
         original = audience._render_steps
 
@@ -133,7 +113,7 @@ async def test_a_large_answer_decoded_in_slices_gives_the_samples_of_the_decoded
     app.router.add_get("/streaming/statistics/stream/viewers", viewers)
     base_url = await serve_app(app)
     sliced = gcore(base_url=base_url)
-    with Ticker() as ticker:
+    async with Ticker().running() as ticker:
         result = await sliced.poll(fetcher, datetime.fromtimestamp(NOW, UTC))
         turns = ticker.turns
     decoded = PollResult()
@@ -148,7 +128,7 @@ async def test_a_large_answer_decoded_in_slices_gives_the_samples_of_the_decoded
 async def test_releasing_a_large_container_empties_it_a_slice_at_a_time() -> None:
     rows: list[Any] = [float(i) for i in range(5 * RELEASED_PER_TURN)]
     index = {str(i): i for i in range(3 * RELEASED_PER_TURN)}
-    with Ticker() as ticker:
+    async with Ticker().running() as ticker:
         await asyncio.sleep(0)
         before = ticker.turns
         await release(rows)

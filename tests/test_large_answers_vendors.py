@@ -20,7 +20,7 @@ from exporter.providers.gcore import Gcore, GcoreSettings
 from exporter.providers.lls import Lls, LlsSettings, sfd_time
 from exporter.providers.naver import Naver, NaverSettings
 from exporter.providers.streamscharts import StreamsCharts, StreamsChartsSettings
-from tests.test_large_answers import Ticker
+from tests.turns import Ticker
 
 NOW = datetime(2025, 5, 18, 18, 0, 0, tzinfo=UTC)
 POINTS = 20_000
@@ -44,7 +44,7 @@ async def serve(serve_app: Any, body: bytes) -> str:
 async def sliced_and_whole(monkeypatch: pytest.MonkeyPatch, run: Callable[[], Awaitable[Any]]) -> tuple[Any, Any, int]:
     """What `run` gives on the sliced path, then on the whole path, and the loop's turns while
     the sliced one ran."""
-    with Ticker() as ticker:
+    async with Ticker().running() as ticker:
         sliced = await run()
         turns = ticker.turns
     with monkeypatch.context() as whole_path:
@@ -245,7 +245,7 @@ async def test_gcore_history_of_a_large_answer_runs_in_slices_and_stamps_every_c
     assert len(body) > fetch_module.WHOLE_JSON_BYTES
     settings = {"name": "g", "provider": "gcore", "base_url": await serve(serve_app, body), "api_key": "1$gcore-key"}
     gcore = Gcore(GcoreSettings.model_validate(settings))
-    with Ticker() as ticker:
+    async with Ticker().running() as ticker:
         result = await gcore.history(fetcher, NOW.timestamp() - 3600, NOW.timestamp())
         turns = ticker.turns
     stamped = {

@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -19,32 +17,11 @@ from exporter.poll import PollResult, Sample
 from exporter.scheduler import finished_even_if_cancelled
 from exporter.slices import release
 from tests.audience import counter_state
+from tests.turns import Ticker
 
 SESSIONS = "livestream_sessions_total"
 NOW = datetime(2024, 8, 1, 12, tzinfo=UTC).timestamp()
 DAY = "2024-08-01"
-
-
-class Ticker:
-    """Counts the loop turns another task gets while some work runs."""
-
-    def __init__(self) -> None:
-        self.turns = 0
-
-    async def _run(self) -> None:
-        while True:
-            self.turns += 1
-            await asyncio.sleep(0)
-
-    @asynccontextmanager
-    async def running(self) -> AsyncIterator[Ticker]:
-        task = asyncio.ensure_future(self._run())
-        await asyncio.sleep(0)
-        self.turns = 0
-        try:
-            yield self
-        finally:
-            task.cancel()
 
 
 def viewers(units: int) -> PollResult:

@@ -10,7 +10,7 @@ from typing import Any
 
 from aiohttp import web
 
-from tests.conftest import http_get
+from tests.conftest import http_get, peak_rss_mib
 
 MiB = 1024 * 1024
 STREAMS = 8
@@ -35,12 +35,6 @@ class HugeBodiesVendor:
         app = web.Application()
         app.router.add_get("/streaming/statistics/stream/viewers", self.viewers)
         return app
-
-
-def peak_rss_mib(pid: int) -> float:
-    status = Path(f"/proc/{pid}/status").read_text()
-    line = next(line for line in status.splitlines() if line.startswith("VmHWM:"))
-    return int(line.split()[1]) / 1024
 
 
 def given_up(metrics: str) -> float:

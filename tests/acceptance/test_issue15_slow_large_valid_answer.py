@@ -13,7 +13,7 @@ from typing import Any
 from aiohttp import web
 
 from exporter.providers.lls import PATH
-from tests.conftest import http_get
+from tests.conftest import http_get, peak_rss_mib
 
 POINTS = 1_000_000
 
@@ -33,12 +33,6 @@ class BigAnswerVendor:
         app = web.Application()
         app.router.add_get(PATH, self.viewers)
         return app
-
-
-def peak_rss_mib(pid: int) -> float:
-    status = Path(f"/proc/{pid}/status").read_text()
-    line = next(line for line in status.splitlines() if line.startswith("VmHWM:"))
-    return int(line.split()[1]) / 1024
 
 
 def test_slow_a_valid_answer_under_the_cap_keeps_the_exporter_under_300_mib(
