@@ -19,6 +19,8 @@ from prometheus_client import generate_latest as generate_text
 from prometheus_client.metrics import MetricWrapperBase
 from prometheus_client.openmetrics.exposition import generate_latest as generate_openmetrics
 
+from exporter.tracked import Changes, TrackedCounter, TrackedGauge, TrackedHistogram
+
 SOURCE = ("source", "provider")
 
 
@@ -161,20 +163,26 @@ CREATED_AT_ZERO = (SOURCE_UP, REQUEST_DURATION, POLL_INTERVAL, RATE_LIMITED, POL
 
 
 def build(metric: SelfMetric, registry: CollectorRegistry) -> MetricWrapperBase:
-    """The prometheus_client family of a table entry, registered in `registry`."""
+    """The prometheus_client family of a table entry, registered in `registry`; it counts its
+    changes (exporter.tracked), so a registry built only by `build` can reuse its rendering."""
     name = metric.name.removesuffix("_total") if metric.kind == "counter" else metric.name
     if metric.kind == "histogram":
-        return Histogram(name, metric.help, metric.labels, buckets=metric.buckets, registry=registry)
-    kind = Counter if metric.kind == "counter" else Gauge
+        return TrackedHistogram(name, metric.help, metric.labels, buckets=metric.buckets, registry=registry)
+    kind = TrackedCounter if metric.kind == "counter" else TrackedGauge
     return kind(name, metric.help, metric.labels, registry=registry)
 
 
 class ExporterMetrics:
-    """The registry built from `SELF_METRICS`, with typed handles on each family."""
+    """The registry built from `SELF_METRICS`, with typed handles on each family, and its last
+    rendering in each format, reused while nothing in it changed."""
 
     def __init__(self, version: str, python_version: str) -> None:
         disable_created_metrics()
         self.registry = CollectorRegistry(auto_describe=True)
+        self._rate_limited: dict[tuple[str, str], Callable[[], bool]] = {}
+        """Per source, what its `source_rate_limited` gauge reads at each scrape."""
+        self._rendered: dict[bool, tuple[tuple[int, tuple[bool, ...]], bytes]] = {}
+        """OpenMetrics or not -> (what the metrics were when the rendering began, the rendering)."""
         self.families: dict[str, MetricWrapperBase] = {
             metric.name: build(metric, self.registry) for metric in SELF_METRICS
         }
@@ -221,9 +229,11 @@ class ExporterMetrics:
             self.families[metric.name].labels(source, provider)
         self.poll_interval.labels(source, provider).set(interval)
         self.source_rate_limited.labels(source, provider).set_function(lambda: 1 if rate_limited() else 0)
+        self._rate_limited[(source, provider)] = rate_limited
 
     def remove_source(self, source: str, provider: str) -> None:
         """Every per-source series of the source, whatever its other labels."""
+        self._rate_limited.pop((source, provider), None)
         for metric in SELF_METRICS:
             if not metric.per_source:
                 continue
@@ -233,7 +243,26 @@ class ExporterMetrics:
                     with contextlib.suppress(KeyError):
                         family.remove(*labels)
 
+    def _now(self) -> tuple[int, tuple[bool, ...]]:
+        """What decides the rendering: the count of changes, and the gauges that read a function
+        at each scrape (a source's rate limit ends with time, not with a call)."""
+        return Changes.count, tuple(rate_limited() for rate_limited in self._rate_limited.values())
+
+    def current(self, openmetrics: bool) -> bytes | None:
+        """The last rendering, if nothing changed since it began."""
+        rendered = self._rendered.get(openmetrics)
+        return rendered[1] if rendered is not None and rendered[0] == self._now() else None
+
     def render(self, openmetrics: bool) -> bytes:
+        """The own metrics as exposition text, without OpenMetrics' `# EOF` (a worker thread may
+        call it: what it stamps the rendering with is read before the registry is)."""
+        current = self.current(openmetrics)
+        if current is not None:
+            return current
+        now = self._now()
         if openmetrics:
-            return generate_openmetrics(self.registry).removesuffix(b"# EOF\n")
-        return generate_text(self.registry)
+            text = generate_openmetrics(self.registry).removesuffix(b"# EOF\n")
+        else:
+            text = generate_text(self.registry)
+        self._rendered[openmetrics] = (now, text)
+        return text

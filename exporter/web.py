@@ -10,7 +10,6 @@ does, first) and gzipped when `Accept-Encoding` allows it.
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import Awaitable, Callable
 
@@ -20,6 +19,7 @@ from aiohttp.abc import AbstractStreamWriter
 from exporter.landing import LandingContext, render
 from exporter.metrics import OPENMETRICS_CONTENT_TYPE, TEXT_CONTENT_TYPE, Exposition
 from exporter.scheduler import Scheduler
+from exporter.slices import TurnShare
 from exporter.webconfig import WebSecurity
 
 Reload = Callable[[], Awaitable[list[str]]]
@@ -31,14 +31,16 @@ RELOAD_KEY = web.AppKey("reload", Reload)
 LANDING_KEY = web.AppKey("landing", LandingContext)
 
 
-WRITE_SLICE = 256 * 1024
-"""Bytes of a plain body handed to the transport per event-loop turn: the body is written from
-the pre-rendered pieces as they are (never joined: 10 MB copied per scrape), a slice at a time,
-so other scrapes and polls run in between."""
+WRITE_SLICE = 1024 * 1024
+"""Largest write handed to the transport: the body is written from the pre-rendered pieces as they
+are (never joined: 10 MB copied per scrape). What the socket does not take at once is copied into
+the transport's buffer, so a slice bounds that copy (well under a millisecond)."""
 
 
 class PiecesPayload(payload.Payload):
-    """A body written straight from the pre-rendered pieces, a slice per event-loop turn.
+    """A body written straight from the pre-rendered pieces, handing the loop back once a turn's
+    share is spent (`TurnShare`) rather than after every slice: at 100k series (12.8 MB), a
+    hand-back per 256 KB slice added 2 ms to a 5 ms scrape, measured against these 1 MB slices.
 
     A payload rather than a StreamResponse, so middlewares (web config headers) can still change
     the response headers after the handler returns.
@@ -56,15 +58,16 @@ class PiecesPayload(payload.Payload):
 
     async def write_with_length(self, writer: AbstractStreamWriter, content_length: int | None) -> None:
         remaining = self._size if content_length is None else content_length
+        share = TurnShare()
         for piece in self._value:
             view = memoryview(piece)
             for start in range(0, len(view), WRITE_SLICE):
                 if remaining <= 0:
                     return
+                await share.wait()
                 chunk = view[start : start + min(WRITE_SLICE, remaining)]
                 await writer.write(chunk)
                 remaining -= len(chunk)
-                await asyncio.sleep(0)
 
 
 def wants_openmetrics(accept: str) -> bool:

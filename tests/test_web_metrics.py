@@ -52,7 +52,7 @@ def metrics_app(served: Exposition, seen: list[dict[str, str]]) -> web.Applicati
 
 
 async def test_large_body_arrives_whole_plain_and_gzipped(serve_app) -> None:
-    served = await exposition(sources=3, streams=3000)
+    served = await exposition(sources=3, streams=10_000)
     assert max(len(piece) for piece in served.pieces(False)) > WRITE_SLICE
     base_url = await serve_app(metrics_app(served, []))
     async with aiohttp.ClientSession(auto_decompress=False) as session:
