@@ -14,12 +14,13 @@ from pathlib import Path
 from typing import Any
 
 from exporter.metrics import AudienceStore, CounterEntry, StoredCounter, counter_json
-from exporter.slices import TurnShare
+from exporter.slices import TurnShare, release
 from exporter.sources import SourceRuntime
 from exporter.state import StateFiles, json_pieces
 
 COUNTERS_PER_TURN = 1000
-"""Counters turned into their JSON form between two hand-backs to the event loop (about 1.5 ms)."""
+"""Counters turned into their JSON form, or let go of once written, between two hand-backs to
+the event loop (about 1.5 ms; the JSON forms of 20k counters freed at once held it 7 to 9 ms)."""
 CHUNK_CHARS = 64 * 1024
 """Pieces are joined into chunks of about this size for the writer thread."""
 
@@ -92,3 +93,4 @@ class Persistence:
             await turns.wait()
         chunks.append("".join(pending).encode())
         self.files.save(snapshot.source, chunks)
+        await release(counters, COUNTERS_PER_TURN)

@@ -79,6 +79,28 @@ async def test_a_large_counter_snapshot_is_saved_in_turns_as_the_store_states_it
     await persistence.close()
 
 
+async def test_the_json_forms_of_a_large_counter_snapshot_are_let_go_in_turns_once_queued(tmp_path: Path) -> None:
+    store = AudienceStore(AUDIENCE_FAMILIES, stale_after=1e9)
+    store.add_source(SourceIdentity("cf", "cloudflare"))
+    counted = PollResult(
+        samples={f"u{i}": [Sample.of(SESSIONS, i, DAY, app=f"u{i}")] for i in range(5 * COUNTERS_PER_TURN)}
+    )
+    await store.apply_sliced("cf", counted, NOW)
+    persistence = Persistence(store, str(tmp_path))
+    queue = persistence.files.save
+    turns_when_queued: list[int] = []
+    async with Ticker().running() as ticker:
+
+        def queued(source: str, pieces: list[bytes]) -> None:
+            turns_when_queued.append(ticker.turns)
+            queue(source, pieces)
+
+        persistence.files.save = queued  # type: ignore[method-assign]
+        await persistence.save(StateSnapshot("cf", store.counter_entries("cf"), None))
+    assert ticker.turns - turns_when_queued[0] >= 4
+    await persistence.close()
+
+
 async def test_a_large_provider_state_is_turned_into_json_in_turns(tmp_path: Path) -> None:
     store = AudienceStore(AUDIENCE_FAMILIES, stale_after=1e9)
     store.add_source(SourceIdentity("sc", "streamscharts"))
