@@ -36,6 +36,7 @@ from exporter.providers import providers
 from exporter.scheduler import Scheduler
 from exporter.server import HTTPServer
 from exporter.sharding import ShardError, budget_summary, requested, resolve
+from exporter.slices import share_gil_promptly
 from exporter.web import LANDING_KEY, build_app
 from exporter.webconfig import WebSecurity, load_web_config
 
@@ -304,6 +305,7 @@ async def serve(setup: Setup, args: argparse.Namespace, redactor: Redactor, secu
     # garbage collection from walking it (a stall of tens of ms per collection otherwise).
     gc.freeze()
     pin_mmap_threshold()
+    share_gil_promptly()
     loop = asyncio.get_running_loop()
     collectors = [loop.create_task(collect_garbage_when_quiet()), loop.create_task(collect_young_generations())]
     exporter.scheduler.start()

@@ -1,0 +1,64 @@
+"""Sharing the event loop: work sliced by time hands the loop back once a turn's share is spent
+(and only then), tasks sharing one share go on together in the next turn, and the loop's thread
+gets the GIL back from worker threads promptly."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from collections.abc import Iterator
+
+import pytest
+
+from exporter.slices import GIL_SWITCH_SECONDS, TurnShare, share_gil_promptly
+from tests.fakeclock import FakeClock
+from tests.turns import Ticker
+
+
+async def test_work_within_its_share_keeps_the_turn() -> None:
+    clock = FakeClock()
+    share = TurnShare(seconds=0.002, clock=clock)
+    async with Ticker().running() as ticker:
+        for _ in range(10):
+            clock.now += 0.0001
+            await share.wait()
+    assert ticker.turns == 0
+
+
+async def test_work_past_its_share_goes_on_in_the_next_turn() -> None:
+    clock = FakeClock()
+    share = TurnShare(seconds=0.002, clock=clock)
+    async with Ticker().running() as ticker:
+        for _ in range(5):
+            clock.now += 0.003
+            await share.wait()
+    assert ticker.turns >= 5
+
+
+async def test_tasks_sharing_a_spent_share_all_go_on_in_the_same_next_turn() -> None:
+    clock = FakeClock()
+    share = TurnShare(seconds=0.002, clock=clock)
+    clock.now += 0.003
+    ticker = Ticker()
+    resumed: list[int] = []
+
+    async def one() -> None:
+        await share.wait()
+        resumed.append(ticker.turns)
+
+    async with ticker.running():
+        await asyncio.gather(*(one() for _ in range(10)))
+    assert len(resumed) == 10 and len(set(resumed)) == 1 and resumed[0] >= 1
+
+
+@pytest.fixture
+def switch_interval() -> Iterator[None]:
+    before = sys.getswitchinterval()
+    yield
+    sys.setswitchinterval(before)
+
+
+def test_the_loops_thread_gets_the_gil_back_within_a_millisecond(switch_interval: None) -> None:
+    sys.setswitchinterval(0.005)
+    share_gil_promptly()
+    assert sys.getswitchinterval() == pytest.approx(GIL_SWITCH_SECONDS) and GIL_SWITCH_SECONDS <= 0.001
