@@ -61,6 +61,7 @@ from exporter.demo import serve, simulators  # noqa: E402
 from exporter.demo.gcore import BUCKETS, CLIENT_ID, GcoreSimulator  # noqa: E402
 from exporter.fetch import HttpAnswer  # noqa: E402
 from exporter.logs import Redactor  # noqa: E402
+from exporter.memory import start_housekeeping  # noqa: E402
 from exporter.providers import providers  # noqa: E402
 from exporter.scheduler import SourceRuntime  # noqa: E402
 
@@ -193,6 +194,7 @@ async def serve_worker(series: int) -> None:
     exporter = Exporter(config, Redactor())
     scheduler = exporter.scheduler
     await scheduler.open()
+    collectors = start_housekeeping()
     offset = 0.0
 
     def shifted(poll: Any) -> Any:
@@ -252,12 +254,13 @@ async def serve_worker(series: int) -> None:
     app.router.add_get("/_bench/repoll", repoll_state)
     app.router.add_get("/_bench/memory", memory)
     runner, base_url = await serve(app)
-    gc.freeze()  # as cli.serve does before the first poll
     ticker = asyncio.ensure_future(meter.run())
     report = {"base_url": base_url, "build_cpu_s": build_cpu, "rss_built_mb": rss_built}
     print(json.dumps(report), flush=True)
     await asyncio.get_running_loop().run_in_executor(None, sys.stdin.read)
     ticker.cancel()
+    for collector in collectors:
+        collector.cancel()
     await runner.cleanup()
     await scheduler.close()
 
@@ -320,7 +323,7 @@ async def poll_worker(streams: int, base_url: str) -> None:
     config = bench_config(streams, base_url, state_dir)
     exporter = Exporter(config, Redactor())
     await exporter.scheduler.open()
-    gc.freeze()  # as cli.serve does before the first poll
+    collectors = start_housekeeping()
     meter = StallMeter()
     ticker = asyncio.ensure_future(meter.run())
     polls = []
@@ -337,6 +340,8 @@ async def poll_worker(streams: int, base_url: str) -> None:
             }
         )
     ticker.cancel()
+    for collector in collectors:
+        collector.cancel()
     requests = sum(
         sample.value
         for metric in exporter.metrics.requests.collect()

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import gc
 import json
 import sys
 import tempfile
@@ -42,7 +41,7 @@ sys.path.insert(0, str(ROOT))
 from exporter.credits import PERIOD_SECONDS  # noqa: E402
 from exporter.families import AUDIENCE_FAMILIES  # noqa: E402
 from exporter.fetch import HttpAnswer  # noqa: E402
-from exporter.memory import collect_garbage_when_quiet, collect_young_generations  # noqa: E402
+from exporter.memory import start_housekeeping  # noqa: E402
 from exporter.metrics import AudienceStore, SourceIdentity  # noqa: E402
 from exporter.persistence import Persistence, StateSnapshot  # noqa: E402
 from exporter.polling import CountingFetch  # noqa: E402
@@ -139,8 +138,7 @@ async def _run(streams: int, interval: float, directory: str) -> dict[str, Any]:
     store.add_source(SourceIdentity("sc", "streamscharts"))
     vendor = InProcessVendor()
     persistence = Persistence(store, directory)
-    gc.freeze()
-    collectors = [asyncio.ensure_future(run()) for run in (collect_garbage_when_quiet, collect_young_generations)]
+    collectors = start_housekeeping()
     cycles = int(PERIOD_SECONDS // interval)
     figures: dict[str, Any] = {"streams": streams, "interval_s": interval, "cycles": cycles}
     first = await _poll_and_save(provider, store, vendor, persistence, START)

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import gc
 import logging
 import os
 import platform
@@ -29,14 +28,13 @@ from exporter.families import AUDIENCE_FAMILIES
 from exporter.history import backfill
 from exporter.landing import LandingContext, exposed
 from exporter.logs import LEVELS, Redactor, setup_logging
-from exporter.memory import collect_garbage_when_quiet, collect_young_generations, pin_mmap_threshold
+from exporter.memory import start_housekeeping
 from exporter.metrics import AudienceStore, ExporterMetrics, Exposition
 from exporter.probe import health_probe
 from exporter.providers import providers
 from exporter.scheduler import Scheduler
 from exporter.server import HTTPServer
 from exporter.sharding import ShardError, budget_summary, requested, resolve
-from exporter.slices import share_gil_promptly
 from exporter.web import LANDING_KEY, build_app
 from exporter.webconfig import WebSecurity, load_web_config
 
@@ -301,13 +299,8 @@ async def serve(setup: Setup, args: argparse.Namespace, redactor: Redactor, secu
             "tls": security is not None and security.ssl_context is not None,
         },
     )
-    # What is loaded by now lives as long as the process: freezing it keeps every later full
-    # garbage collection from walking it (a stall of tens of ms per collection otherwise).
-    gc.freeze()
-    pin_mmap_threshold()
-    share_gil_promptly()
+    collectors = start_housekeeping()
     loop = asyncio.get_running_loop()
-    collectors = [loop.create_task(collect_garbage_when_quiet()), loop.create_task(collect_young_generations())]
     exporter.scheduler.start()
     stop = asyncio.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):

@@ -1,7 +1,7 @@
 """The one writer of a source's state: what its counters and its provider (a credit ledger) must
 remember across restarts, read when the source starts and queued after each poll for
 `StateFiles`, which writes it off the event loop. The snapshot is taken at once and turned into
-its JSON text here, on the event loop, in slices measured in time (`TurnShare`: a piece's cost
+its JSON text here, on the event loop, in slices measured in time (`LOOP_SHARE`: a piece's cost
 depends on what the provider keeps, a ledger entry or a unit's remembered samples) with the loop
 handed back in between: 10k streams' counters took 15 ms in one turn, and encoding in the writer
 thread made the loop wait for the GIL (see exporter.state)."""
@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from exporter.metrics import AudienceStore, CounterEntry, StoredCounter, counter_json
-from exporter.slices import TurnShare, release
+from exporter.slices import LOOP_SHARE, release
 from exporter.sources import SourceRuntime
 from exporter.state import StateFiles, json_pieces
 
@@ -83,14 +83,13 @@ class Persistence:
         chunks: list[bytes] = []
         pending: list[str] = []
         size = 0
-        turns = TurnShare()
         for piece in json_pieces({"counters": counters, "provider": snapshot.provider}):
             pending.append(piece)
             size += len(piece)
             if size >= CHUNK_CHARS:
                 chunks.append("".join(pending).encode())
                 pending, size = [], 0
-            await turns.wait()
+            await LOOP_SHARE.wait()
         chunks.append("".join(pending).encode())
         self.files.save(snapshot.source, chunks)
         await release(counters, COUNTERS_PER_TURN)

@@ -19,7 +19,7 @@ from exporter.failurelog import internal_error
 from exporter.metrics import AudienceStore
 from exporter.poll import ALL_UNITS, Answer, Fetcher, PollError, PollResult
 from exporter.providers.base import Provider
-from exporter.slices import TurnShare
+from exporter.slices import LOOP_SHARE
 
 log = logging.getLogger(__name__)
 
@@ -37,12 +37,12 @@ class PollOutcome:
 class CountingFetch:
     """The fetcher a provider gets for one poll: the source's own, counting the good answers
     so the outcome can say whether the vendor answered at all, and sharing the turns of the event
-    loop between the poll's units (`TurnShare`) before each request and each answer."""
+    loop between the poll's units, and with everything else sliced by time (`LOOP_SHARE`), before
+    each request and each answer."""
 
     def __init__(self, fetch: Fetcher) -> None:
         self.fetch = fetch
         self.answered = 0
-        self.turns = TurnShare()
 
     @asynccontextmanager
     async def get(
@@ -53,9 +53,9 @@ class CountingFetch:
         params: Mapping[str, str] | None = None,
         headers: Mapping[str, str] | None = None,
     ) -> AsyncIterator[Answer]:
-        await self.turns.wait()
+        await LOOP_SHARE.wait()
         async with self.fetch.get(endpoint, url, params=params, headers=headers) as answer:
-            await self.turns.wait()
+            await LOOP_SHARE.wait()
             yield answer
             if 200 <= answer.status < 300:
                 self.answered += 1

@@ -63,6 +63,12 @@ class TurnShare:
                 self.started = self.clock()
 
 
+LOOP_SHARE = TurnShare()
+"""The one share of the process: every poll's units, every large response being written and
+every state being encoded wait on it, so a turn holds at most one share of such work however
+many of them run at once (ten sources polling together, each with a share of its own, made turns
+of 20 ms)."""
+
 GIL_SWITCH_SECONDS = 0.001
 """How long a thread holding the GIL runs before one waiting for it gets its turn (CPython's
 default: 5 ms)."""

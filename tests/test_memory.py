@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import platform
+import sys
 import weakref
 from collections.abc import Iterator
 
@@ -13,6 +14,7 @@ import pytest
 
 from exporter import memory
 from exporter.memory import collect_garbage_when_quiet, collect_young_generations, pin_mmap_threshold
+from exporter.slices import GIL_SWITCH_SECONDS
 
 
 @pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="mallopt is glibc's")
@@ -125,3 +127,24 @@ async def test_the_young_generations_are_collected_between_turns_however_many_ol
     assert len(gc.get_objects(generation=0)) + len(gc.get_objects(generation=1)) < 1_000
     assert waits == [memory.YOUNG_COLLECTION_EVERY] * 2
     assert len(young) == 5_000
+
+
+@pytest.fixture
+def process_settings(collector_settings: None) -> Iterator[None]:
+    switch = sys.getswitchinterval()
+    yield
+    gc.unfreeze()
+    sys.setswitchinterval(switch)
+
+
+async def test_housekeeping_freezes_what_is_loaded_and_starts_both_collectors(process_settings: None) -> None:
+    tasks = memory.start_housekeeping()
+    await asyncio.sleep(0)
+    try:
+        assert gc.get_freeze_count() > 0
+        assert sys.getswitchinterval() == pytest.approx(GIL_SWITCH_SECONDS)
+        assert gc.get_threshold()[2] == memory.NO_AUTOMATIC_FULL_COLLECTION
+        assert [task.done() for task in tasks] == [False, False]
+    finally:
+        for task in tasks:
+            task.cancel()

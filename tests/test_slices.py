@@ -1,16 +1,20 @@
 """Sharing the event loop: work sliced by time hands the loop back once a turn's share is spent
-(and only then), tasks sharing one share go on together in the next turn, and the loop's thread
-gets the GIL back from worker threads promptly."""
+(and only then), tasks sharing one share go on together in the next turn, every poll shares the
+process's one share with all other sliced work, and the loop's thread gets the GIL back from
+worker threads promptly."""
 
 from __future__ import annotations
 
 import asyncio
 import sys
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
+from types import SimpleNamespace
 
 import pytest
 
-from exporter.slices import GIL_SWITCH_SECONDS, TurnShare, share_gil_promptly
+from exporter.polling import CountingFetch
+from exporter.slices import GIL_SWITCH_SECONDS, LOOP_SHARE, TurnShare, share_gil_promptly
 from tests.fakeclock import FakeClock
 from tests.turns import Ticker
 
@@ -62,3 +66,21 @@ def test_the_loops_thread_gets_the_gil_back_within_a_millisecond(switch_interval
     sys.setswitchinterval(0.005)
     share_gil_promptly()
     assert sys.getswitchinterval() == pytest.approx(GIL_SWITCH_SECONDS) and GIL_SWITCH_SECONDS <= 0.001
+
+
+class InstantFetch:
+    """A source's fetcher whose answers are already there."""
+
+    @asynccontextmanager
+    async def get(self, endpoint: str, url: str, **_: object) -> AsyncIterator[SimpleNamespace]:
+        yield SimpleNamespace(status=200)
+
+
+async def test_a_poll_waits_for_the_next_turn_once_other_work_spent_the_processs_share(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(LOOP_SHARE, "started", LOOP_SHARE.clock() - 1.0)
+    fetch = CountingFetch(InstantFetch())  # type: ignore[arg-type]
+    async with Ticker().running() as ticker, fetch.get("viewers", "http://vendor.test/"):
+        pass
+    assert ticker.turns >= 1
