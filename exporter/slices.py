@@ -64,10 +64,11 @@ class TurnShare:
 
 
 LOOP_SHARE = TurnShare()
-"""The one share of the process: every poll's units, every large response being written and
-every state being encoded wait on it, so a turn holds at most one share of such work however
-many of them run at once (ten sources polling together, each with a share of its own, made turns
-of 20 ms)."""
+"""The one share of the process's background work: every poll's units and every state being
+encoded wait on it, so a turn holds at most one share of such work however many sources poll at
+once (ten sources polling together, each with a share of its own, made turns of 20 ms). A
+response being written has a share of its own: it is what a scraper waits for."""
+
 
 GIL_SWITCH_SECONDS = 0.001
 """How long a thread holding the GIL runs before one waiting for it gets its turn (CPython's
