@@ -825,7 +825,7 @@ def main() -> None:
             rows.append(run_scenario(scenario, timeout=900, keep=args.reports))
     scrape, anchors = None, {}
     if chosen is None or "scrape" in chosen:
-        scrapes = args.scrapes or (10 if args.quick else 50)
+        scrapes = args.scrapes or (10 if args.quick else 200)
         print("scrape: 100k series, ours vs a plain registry and the anchors ...", file=sys.stderr, flush=True)
         try:
             scrape = measure_scrape_ratios(100_000, scrapes)
