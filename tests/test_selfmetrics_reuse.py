@@ -5,6 +5,7 @@ while a worker thread was rendering."""
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 import pytest
 from prometheus_client import CollectorRegistry
@@ -122,3 +123,25 @@ async def test_a_scrape_between_polls_reuses_the_tail_without_a_worker_thread(
     monkeypatch.setattr(asyncio, "to_thread", no_thread)
     assert await exposition.scraped_tail(False) is first
     assert threads == []
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        lambda gauge, counter: gauge.labels("s", "gcore").dec(2),
+        lambda gauge, counter: gauge.labels("s", "gcore").inc(2),
+        lambda gauge, counter: gauge.labels("s", "gcore").set_function(lambda: 9),
+        lambda gauge, counter: counter.labels("s", "gcore").reset(),
+        lambda gauge, counter: gauge.remove_by_labels({"source": "s"}),
+        lambda gauge, counter: gauge.clear(),
+    ],
+    ids=["dec", "inc", "set_function", "reset", "remove_by_labels", "clear"],
+)
+def test_every_way_of_changing_a_family_ends_the_reuse(change: Any) -> None:
+    metrics = ExporterMetrics("t", "3")
+    gauge, counter = metrics.owned_units, metrics.polls_skipped
+    gauge.labels("s", "gcore").set(1)
+    counter.labels("s", "gcore").inc()
+    metrics.render(False)
+    change(gauge, counter)
+    assert metrics.current(False) is None
