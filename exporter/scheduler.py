@@ -70,9 +70,11 @@ class Scheduler:
         self.metrics = metrics
         self.backoff = backoff
         self.persistence = Persistence(store, config.global_.state_dir)
-        self.gaps = GapFiller(config.global_.history, config.global_.state_dir, metrics.registry)
         self.shard: Shard = resolve(config.global_.shard, config.global_.total_shards)
         self.factory = SourceFactory(self.shard, metrics, redact)
+        self.gaps = GapFiller(
+            config.global_.history, config.global_.state_dir, metrics.registry, self.factory.pause_credential
+        )
         self.timetable = Timetable(self.poll, self._skipped, clock=clock, sleep=sleep)
         self.session: aiohttp.ClientSession | None = None
         self.large_answers = LargeAnswerTurn()

@@ -16,6 +16,7 @@ import logging
 import os
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -32,7 +33,12 @@ from exporter.poll import ALL_UNITS, PollError, PollResult
 from exporter.selfmetrics import HISTORY_PENDING, HISTORY_SAMPLES, build
 
 if TYPE_CHECKING:
+    from exporter.providers.base import Provider
     from exporter.scheduler import SourceRuntime
+
+PauseCredential = Callable[["Provider", PollResult], object]
+"""What the gap filler calls when the vendor refused a history request with a 429
+(`SourceFactory.pause_credential`)."""
 
 log = logging.getLogger(__name__)
 
@@ -118,8 +124,17 @@ class StateStore:
 class GapFiller:
     """The scheduler's one entry point is `after_poll`; `close` cancels what is in flight."""
 
-    def __init__(self, settings: HistorySettings | None, state_dir: str, registry: CollectorRegistry) -> None:
+    def __init__(
+        self,
+        settings: HistorySettings | None,
+        state_dir: str,
+        registry: CollectorRegistry,
+        pause_credential: PauseCredential | None = None,
+    ) -> None:
         self.settings: HistorySettings | None = None
+        self.pause_credential = pause_credential
+        """Called with a 429 to a history request, so the credential's live polls wait it out too
+        (the vendor counts both against the same budget)."""
         self.state = StateStore(state_dir)
         self.registry = registry
         self.metrics: HistoryMetrics | None = None
@@ -218,6 +233,8 @@ class GapFiller:
                 "the vendor no longer keeps the oldest part of the gap; it stays empty",
                 extra={"source": runtime.name, "from": iso(start), "to": iso(history.kept_since)},
             )
+        if self.pause_credential is not None and any(error.rate_limited for error in history.failures.values()):
+            self.pause_credential(runtime.provider, PollResult(failures=history.failures))
         if history.failures:
             log.info(
                 "history not available yet; trying again after the next good poll",

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
+from types import SimpleNamespace
 
 from prometheus_client import CollectorRegistry
 
 from exporter.config import parse_config
 from exporter.history.filler import GapFiller
+from exporter.history.points import HistoryResult
 from exporter.history.settings import HistorySettings
 from exporter.poll import ALL_UNITS, PollError, PollResult
 from exporter.selfmetrics import ExporterMetrics
@@ -74,3 +77,34 @@ async def test_global_history_added_by_a_reload_takes_effect(tmp_path: Path) -> 
 
     assert pending(registry) == 0.0
     await filler.close()
+
+
+async def test_a_429_to_a_history_request_pauses_the_credentials_live_polls_too(tmp_path: Path) -> None:
+    factory = SourceFactory(resolve(0, 1), ExporterMetrics("0", "0"), str)
+    source = {
+        "name": "l", "provider": "lls", "access_key_id": "id-0123456789", "access_key_secret": "s" * 24,
+        "domain": "live.example.com", "app": "demoapp", "streams": ["main"], "interval": "60s",
+    }  # fmt: skip
+    config = parse_config({"sources": [source]}, "config.yaml", Path("."))
+    built = factory.build(config.sources[0], config, {})
+    assert built is not None and factory.limiter(built.provider) is not None
+    asked: list[tuple[float, float]] = []
+
+    async def refused(fetch: object, start: float, end: float) -> HistoryResult:
+        asked.append((start, end))
+        return HistoryResult(failures={ALL_UNITS: PollError("HTTP 429", status=429, retry_after=120)})
+
+    built.provider.history = refused  # type: ignore[method-assign]
+    built.fetcher = SimpleNamespace(session=None)  # type: ignore[assignment]
+    filler = GapFiller(SETTINGS, str(tmp_path), CollectorRegistry(), factory.pause_credential)
+    now = time.time()
+    filler.after_poll(built, PollResult(samples={"all": []}), now - 1000)
+    filler.after_poll(built, PollResult(failures={ALL_UNITS: PollError("HTTP 503", status=503)}), now - 500)
+    filler.after_poll(built, PollResult(samples={"all": []}), now)
+    fill = filler.sources["l"].task
+    assert fill is not None
+    await fill
+    await filler.close()
+
+    assert asked, "the gap was asked for"
+    assert factory.limiter(built.provider).delay() > 60  # type: ignore[union-attr]
