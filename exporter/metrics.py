@@ -555,7 +555,7 @@ class Exposition:
         self._audience = {key: cached for key, cached in self._audience.items() if not cached[1].done()}
 
     def tail(self, openmetrics: bool) -> bytes:
-        return self.own.render(openmetrics) + (b"# EOF\n" if openmetrics else b"")
+        return _ended(self.own.render(openmetrics), openmetrics)
 
     def pieces(self, openmetrics: bool) -> list[bytes]:
         """The body in pieces, for a response to write one after the other."""
@@ -571,7 +571,7 @@ class Exposition:
         own = self.own.current(openmetrics)
         if own is None:
             own = await asyncio.to_thread(self.own.render, openmetrics)
-        return own + (b"# EOF\n" if openmetrics else b"")
+        return _ended(own, openmetrics)
 
     async def scrape_pieces(self, openmetrics: bool) -> list[bytes]:
         """`pieces` for a scrape."""
@@ -610,6 +610,11 @@ class Exposition:
         self._deflated = {key: entry for key, entry in self._deflated.items() if key in current}
         deflated = [known[id(piece)] for piece in pieces]
         return _DeflatedAudience(deflated, crc, sum(len(piece) for piece in pieces))
+
+
+def _ended(own: bytes, openmetrics: bool) -> bytes:
+    """The own metrics as the body's last piece: OpenMetrics ends with `# EOF`."""
+    return own + (b"# EOF\n" if openmetrics else b"")
 
 
 def _failed(future: asyncio.Future[Any]) -> bool:

@@ -250,16 +250,19 @@ class ExporterMetrics:
 
     def current(self, openmetrics: bool) -> bytes | None:
         """The last rendering, if nothing changed since it began."""
+        return self._rendered_at(openmetrics, self._now())
+
+    def _rendered_at(self, openmetrics: bool, now: tuple[int, tuple[bool, ...]]) -> bytes | None:
         rendered = self._rendered.get(openmetrics)
-        return rendered[1] if rendered is not None and rendered[0] == self._now() else None
+        return rendered[1] if rendered is not None and rendered[0] == now else None
 
     def render(self, openmetrics: bool) -> bytes:
         """The own metrics as exposition text, without OpenMetrics' `# EOF` (a worker thread may
         call it: what it stamps the rendering with is read before the registry is)."""
-        current = self.current(openmetrics)
+        now = self._now()
+        current = self._rendered_at(openmetrics, now)
         if current is not None:
             return current
-        now = self._now()
         if openmetrics:
             text = generate_openmetrics(self.registry).removesuffix(b"# EOF\n")
         else:

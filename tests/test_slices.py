@@ -19,24 +19,24 @@ from tests.fakeclock import FakeClock
 from tests.turns import Ticker
 
 
-async def test_work_within_its_share_keeps_the_turn() -> None:
+async def turns_taken(waits: int, work_between: float) -> int:
+    """Turns the loop took while one task waited on a 2 ms share `waits` times, working
+    `work_between` seconds of a controlled clock before each wait."""
     clock = FakeClock()
     share = TurnShare(seconds=0.002, clock=clock)
     async with Ticker().running() as ticker:
-        for _ in range(10):
-            clock.now += 0.0001
+        for _ in range(waits):
+            clock.now += work_between
             await share.wait()
-    assert ticker.turns == 0
+    return ticker.turns
+
+
+async def test_work_within_its_share_keeps_the_turn() -> None:
+    assert await turns_taken(10, work_between=0.0001) == 0
 
 
 async def test_work_past_its_share_goes_on_in_the_next_turn() -> None:
-    clock = FakeClock()
-    share = TurnShare(seconds=0.002, clock=clock)
-    async with Ticker().running() as ticker:
-        for _ in range(5):
-            clock.now += 0.003
-            await share.wait()
-    assert ticker.turns >= 5
+    assert await turns_taken(5, work_between=0.003) >= 5
 
 
 async def test_tasks_sharing_a_spent_share_all_go_on_in_the_same_next_turn() -> None:
